@@ -1,0 +1,80 @@
+"""The FastAPI application factory. Connections are made in the lifespan, not at import."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.exc import OperationalError
+
+from api.routers import admin, health, jobs, queues
+from core.config import Settings, get_settings
+from core.db import make_engine, make_session_factory
+from core.errors import AppError
+from core.logging import get_logger
+from core.queues import QueueManager
+from storage.factory import make_storage
+
+log = get_logger(__name__)
+
+
+def create_app(settings: Settings | None = None, redis: Redis | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        client = redis or _redis(settings)
+        app.state.settings = settings
+        app.state.sessions = make_session_factory(engine)
+        app.state.queues = QueueManager(client, settings)
+        app.state.storage = make_storage(settings)
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="Verbatim",
+        version="0.1.0",
+        summary="Speech-to-text jobs: upload audio, get a transcript.",
+        lifespan=lifespan,
+    )
+    for router in (jobs.router, queues.router, admin.router, health.router):
+        app.include_router(router)
+    _install_error_handlers(app)
+    return app
+
+
+def _redis(settings: Settings) -> Redis:
+    if not settings.redis_url:
+        raise RuntimeError("REDIS_URL is not set (./scripts/run starts an embedded Redis for you)")
+    return Redis.from_url(settings.redis_url, health_check_interval=30)
+
+
+def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def app_error(_: Request, exc: AppError) -> JSONResponse:
+        return _error(exc.status_code, exc.error, exc.detail, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()
+        )
+        return _error(422, "validation_error", detail)
+
+    @app.exception_handler(OperationalError)
+    async def database_down(_: Request, exc: OperationalError) -> JSONResponse:
+        log.error("database.unavailable", error=str(exc.orig))
+        return _error(503, "service_unavailable", "the database is unavailable, try again shortly")
+
+    @app.exception_handler(RedisError)
+    async def redis_down(_: Request, exc: RedisError) -> JSONResponse:
+        log.error("redis.unavailable", error=str(exc))
+        return _error(503, "service_unavailable", "the job queue is unavailable, try again shortly")

@@ -1,0 +1,150 @@
+"""Receive a multipart upload straight into storage, one network chunk at a time.
+
+Starlette's `request.form()` would spool the whole file to a temporary file first and only then let
+us look at it; parsing the stream ourselves writes each piece to its final storage object as it
+arrives, stops at the size limit without reading the rest, and never holds the file in memory.
+"""
+
+import re
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+import anyio
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+from core.errors import BadRequest, PayloadTooLarge, UnsupportedMedia
+from storage.base import ObjectWriter, Storage
+
+FILE_FIELD = "file"
+MAX_FIELD_BYTES = 1024
+_EXTENSION = re.compile(r"^\.[a-z0-9]{1,8}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass
+class ReceivedUpload:
+    key: str = ""
+    filename: str = ""
+    content_type: str | None = None
+    size: int = 0
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+def safe_filename(raw: str) -> str:
+    name = _CONTROL.sub("", PurePath(raw.replace("\\", "/")).name).strip()
+    return name[-255:] or "upload"
+
+
+def safe_extension(filename: str) -> str:
+    extension = PurePath(filename).suffix.lower()
+    return extension if _EXTENSION.match(extension) else ""
+
+
+class _Receiver:
+    """python-multipart callbacks: the file part goes to a storage writer, small fields to a dict."""
+
+    def __init__(self, storage: Storage, key_for: Callable[[str], str], max_bytes: int) -> None:
+        self.upload = ReceivedUpload()
+        self._storage, self._key_for, self._max_bytes = storage, key_for, max_bytes
+        self._stack = ExitStack()
+        self._headers: dict[str, str] = {}
+        self._header_field = self._header_value = b""
+        self._writer: ObjectWriter | None = None
+        self._field: tuple[str, bytearray] | None = None
+
+    def callbacks(self) -> dict[str, Callable[..., None]]:
+        return {
+            "on_part_begin": self._part_begin,
+            "on_header_field": lambda d, s, e: self._grow("_header_field", d[s:e]),
+            "on_header_value": lambda d, s, e: self._grow("_header_value", d[s:e]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+        }
+
+    def _grow(self, name: str, data: bytes) -> None:
+        setattr(self, name, getattr(self, name) + data)
+
+    def _part_begin(self) -> None:
+        self._headers = {}
+
+    def _header_end(self) -> None:
+        self._headers[self._header_field.decode("latin-1").lower()] = self._header_value.decode("latin-1")
+        self._header_field = self._header_value = b""
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get("content-disposition", ""))
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        if name != FILE_FIELD:
+            self._field = (name, bytearray())
+            return
+        if self._writer is not None:
+            raise BadRequest("send exactly one `file` field")
+        self.upload.filename = safe_filename(options.get(b"filename", b"").decode("utf-8", "replace"))
+        self.upload.content_type = self._headers.get("content-type")
+        self.upload.key = self._key_for(safe_extension(self.upload.filename))
+        self._writer = self._stack.enter_context(self._storage.writer(self.upload.key))
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._field is not None:
+            self._field[1].extend(data[start:end])
+            if len(self._field[1]) > MAX_FIELD_BYTES:
+                raise BadRequest(f"form field `{self._field[0]}` is too long")
+            return
+        assert self._writer is not None
+        self.upload.size += end - start
+        if self.upload.size > self._max_bytes:
+            raise PayloadTooLarge(f"the file is larger than the {self._max_bytes // (1024 * 1024)} MB limit")
+        self._writer.write(data[start:end])
+
+    def _part_end(self) -> None:
+        if self._field is not None:
+            self.upload.fields[self._field[0]] = self._field[1].decode("utf-8", "replace").strip()
+            self._field = None
+
+    def finish(self, exc: BaseException | None) -> None:
+        if exc is None:
+            self._stack.close()
+        else:
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)
+
+
+async def receive_upload(
+    request: Request, storage: Storage, key_for: Callable[[str], str], max_bytes: int
+) -> ReceivedUpload:
+    """Stream the request's `file` part into storage under `key_for(extension)`.
+
+    On any error nothing is left in storage. Parsing and writing run in a worker thread so the event
+    loop only moves bytes.
+    """
+    boundary = _boundary(request)
+    declared = int(request.headers.get("content-length") or 0)
+    if declared > max_bytes + 64 * 1024:
+        raise PayloadTooLarge(f"the file is larger than the {max_bytes // (1024 * 1024)} MB limit")
+    receiver = _Receiver(storage, key_for, max_bytes)
+    parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
+    try:
+        async for data in request.stream():
+            await anyio.to_thread.run_sync(parser.write, data)
+        parser.finalize()
+    except BaseException as exc:
+        await anyio.to_thread.run_sync(receiver.finish, exc)
+        if isinstance(exc, MultipartParseError):
+            raise BadRequest(f"malformed multipart body: {exc}") from exc
+        raise
+    await anyio.to_thread.run_sync(receiver.finish, None)
+    if not receiver.upload.key:
+        raise BadRequest("the form has no `file` field")
+    return receiver.upload
+
+
+def _boundary(request: Request) -> bytes:
+    content_type, options = parse_options_header(request.headers.get("content-type"))
+    if content_type != b"multipart/form-data" or b"boundary" not in options:
+        raise UnsupportedMedia("send the audio as multipart/form-data with a `file` field")
+    return options[b"boundary"]

@@ -1,0 +1,52 @@
+from enum import StrEnum
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED)
+
+
+class ChunkStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class Priority(StrEnum):
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """Higher is served first."""
+        return {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2}[self]
+
+
+class Tier(StrEnum):
+    FREE = "free"
+    PRO = "pro"
+    ENTERPRISE = "enterprise"
+
+
+class TranscriptFormat(StrEnum):
+    TXT = "txt"
+    SRT = "srt"
+    VTT = "vtt"
+    JSON = "json"
+
+    @property
+    def media_type(self) -> str:
+        return {
+            TranscriptFormat.TXT: "text/plain; charset=utf-8",
+            TranscriptFormat.SRT: "application/x-subrip; charset=utf-8",
+            TranscriptFormat.VTT: "text/vtt; charset=utf-8",
+            TranscriptFormat.JSON: "application/json",
+        }[self]

@@ -1,0 +1,70 @@
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, update
+
+from core.enums import ChunkStatus
+from repositories.base import Repository
+from repositories.models import Chunk, utcnow
+
+
+class ChunkRepository(Repository[Chunk]):
+    model = Chunk
+
+    def list_for_job(self, job_id: str) -> Sequence[Chunk]:
+        stmt = select(Chunk).where(Chunk.job_id == job_id).order_by(Chunk.chunk_index)
+        return self.session.execute(stmt).scalars().all()
+
+    def get_by_index(self, job_id: str, index: int) -> Chunk | None:
+        return self.get_one_or_none(select(Chunk).where(Chunk.job_id == job_id, Chunk.chunk_index == index))
+
+    def add_plan(self, job_id: str, plan: list[dict[str, Any]]) -> None:
+        self.session.add_all(Chunk(job_id=job_id, **values) for values in plan)
+        self.session.flush()
+
+    def mark_started(self, chunk: Chunk) -> None:
+        self.update(
+            chunk,
+            status=ChunkStatus.PROCESSING,
+            attempts=chunk.attempts + 1,
+            started_at=utcnow(),
+            error=None,
+        )
+
+    def complete_once(
+        self,
+        job_id: str,
+        index: int,
+        *,
+        text: str,
+        segments: list[dict[str, Any]],
+        language: str | None,
+        seconds: float,
+    ) -> bool:
+        """Store a chunk's result unless one is already stored. True if this call stored it.
+
+        The status check is in the UPDATE itself, so of two concurrent runs of the same chunk exactly
+        one wins (the loser's UPDATE waits on the row lock, then matches nothing).
+        """
+        result = self.session.execute(
+            update(Chunk)
+            .where(
+                Chunk.job_id == job_id,
+                Chunk.chunk_index == index,
+                Chunk.status != ChunkStatus.COMPLETED,
+            )
+            .values(
+                status=ChunkStatus.COMPLETED,
+                text=text,
+                segments=segments,
+                language=language,
+                transcribe_seconds=seconds,
+                completed_at=utcnow(),
+                error=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+    def fail(self, chunk: Chunk, error: str) -> None:
+        self.update(chunk, status=ChunkStatus.FAILED, error=error)

@@ -1,0 +1,69 @@
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from storage.base import ObjectWriter, check_key
+
+
+class LocalStorage:
+    """Objects as files under one root folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    @contextmanager
+    def writer(self, key: str) -> Iterator[ObjectWriter]:
+        final = self._path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        partial = final.with_name(f".{final.name}.{uuid.uuid4().hex}.partial")
+        try:
+            with partial.open("wb") as out:
+                yield out
+                out.flush()
+                os.fsync(out.fileno())
+            partial.replace(final)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        with self.writer(key) as out:
+            out.write(data)
+
+    @contextmanager
+    def open(self, key: str) -> Iterator[BinaryIO]:
+        with self._path(key).open("rb") as f:
+            yield f
+
+    @contextmanager
+    def local_path(self, key: str) -> Iterator[Path]:
+        path = self._path(key)
+        if not path.is_file():
+            raise FileNotFoundError(key)
+        yield path
+
+    def iter_bytes(self, key: str, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+        with self.open(key) as f:
+            while block := f.read(chunk_size):
+                yield block
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def delete_prefix(self, prefix: str) -> int:
+        folder = self._path(prefix)
+        if not folder.is_dir():
+            return 0
+        count = sum(1 for p in folder.rglob("*") if p.is_file())
+        shutil.rmtree(folder, ignore_errors=True)
+        return count

@@ -1,0 +1,220 @@
+"""Shared fixtures.
+
+Two stacks run the same tests: `embedded` (SQLite file + fakeredis, fast) and `real` (the
+PostgreSQL and Redis on 127.0.0.1, migrated with Alembic). A real service that cannot be reached
+skips its tests locally and fails them in CI.
+"""
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import pytest
+from alembic import command
+from alembic.config import Config
+from fastapi.testclient import TestClient
+from redis import Redis
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.app import create_app
+from core.config import Settings
+from core.db import make_engine, make_session_factory, session_scope
+from core.enums import Tier
+from core.queues import QueueManager
+from core.security import new_api_key
+from repositories.models import Base
+from repositories.users import ApiKeyRepository, UserRepository
+from storage.factory import make_storage
+from worker import context as worker_context
+from worker.backends.base import Transcriber
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEECH = ROOT.parent / "shared" / "speech"
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def require_service(name: str, check: Callable[[], object]) -> None:
+    try:
+        check()
+    except Exception as exc:
+        message = f"{name} is not reachable: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def speech(relative: str) -> Path:
+    path = SPEECH / relative
+    if not path.is_file():
+        pytest.fail(f"missing test recording {path}: shared/speech must sit beside the repository")
+    return path
+
+
+def alembic_upgrade(url: str) -> None:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", url)
+    command.upgrade(config, "head")
+
+
+# --- databases -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "verbatim.db"
+    alembic_upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh database on the real server for this test session, migrated with Alembic."""
+    require_service("PostgreSQL", lambda: create_engine(POSTGRES_URL).connect().close())
+    name = f"verbatim_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    alembic_upgrade(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _truncate(url: str) -> None:
+    engine = create_engine(url)
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+    engine.dispose()
+
+
+# --- the two stacks ------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["embedded", pytest.param("real", marks=pytest.mark.integration)])
+def stack(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(stack: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if stack == "embedded":
+        path = tmp_path / "verbatim.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_database")
+    _truncate(url)
+    return url
+
+
+@pytest.fixture
+def redis(stack: str) -> Iterator[Redis]:
+    if stack == "embedded":
+        client: Redis = fakeredis.FakeRedis()
+    else:
+        client = Redis.from_url(REDIS_URL)
+        require_service("Redis", client.ping)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        environment="test",
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        chunk_seconds=30,
+        max_upload_mb=5,
+        log_json=False,
+        task_retries=0,
+    )
+
+
+@pytest.fixture
+def sessions(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(settings.database_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def client(settings: Settings, redis: Redis) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, redis)) as test_client:
+        yield test_client
+
+
+# --- users ---------------------------------------------------------------------------------------
+
+
+def create_user(
+    sessions: sessionmaker[Session],
+    tier: Tier = Tier.PRO,
+    *,
+    is_admin: bool = False,
+    email: str | None = None,
+) -> tuple[str, str]:
+    """A user with one API key. Returns (user id, plaintext key)."""
+    key = new_api_key()
+    with session_scope(sessions) as session:
+        user = UserRepository(session).create_user(
+            email or f"{uuid.uuid4().hex[:8]}@example.com", tier, is_admin=is_admin
+        )
+        ApiKeyRepository(session).add_key(user, key)
+        return user.id, key.plaintext
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+# --- workers -------------------------------------------------------------------------------------
+
+_model: Transcriber | None = None
+
+
+def shared_whisper(settings: Settings) -> Transcriber:
+    """The bundled model, loaded once for the whole test session (the slow part of a worker start)."""
+    global _model  # noqa: PLW0603
+    if _model is None:
+        _model = worker_context.local_whisper_factory(settings)()
+    return _model
+
+
+@pytest.fixture
+def worker_ctx(
+    settings: Settings, redis: Redis, sessions: sessionmaker[Session]
+) -> worker_context.WorkerContext:
+    ctx = worker_context.WorkerContext(
+        settings=settings,
+        sessions=sessions,
+        storage=make_storage(settings),
+        queues=QueueManager(redis, settings),
+        transcriber_factory=lambda: shared_whisper(settings),
+    )
+    worker_context.install(ctx)
+    return ctx
+
+
+@pytest.fixture
+def run_worker(worker_ctx: worker_context.WorkerContext, redis: Redis) -> Callable[..., Any]:
+    """Run an in-process worker until the queues are empty."""
+
+    def run(**kwargs: Any) -> None:
+        worker = SimpleWorker(worker_ctx.queues.ordered(), connection=redis, serializer=JSONSerializer)
+        worker.work(burst=True, **kwargs)
+
+    return run
