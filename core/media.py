@@ -58,6 +58,9 @@ def probe(path: Path) -> MediaInfo:
     """Check that `path` holds decodable audio and describe it; raise NotAudioError if not."""
     _forward_ffmpeg_errors()  # in case something reset PyAV's log level since import
     try:
+        # FFmpeg picks a demuxer by extension and "opens" an empty x.flac without complaint.
+        if path.stat().st_size == 0:
+            raise NotAudioError("file is empty")
         with av.logging.Capture() as logs, av.open(str(path), metadata_errors="replace") as container:
             return _inspect(container, logs)
     except NotAudioError:
