@@ -47,7 +47,8 @@ class Settings(BaseSettings):
     prepare_timeout_seconds: int = 3600
     chunk_timeout_seconds: int = 600
     merge_timeout_seconds: int = 300
-    task_retries: int = 3
+    task_retries: int = Field(default=3, ge=0)
+    retry_backoff_seconds: list[int] = Field(default_factory=lambda: [5, 30, 120])
 
     @model_validator(mode="after")
     def _default_database(self) -> "Settings":

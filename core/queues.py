@@ -30,7 +30,6 @@ MERGE_TASK = "worker.tasks.merge"
 
 FAILURE_TTL = 7 * 24 * 3600
 RESULT_TTL = 24 * 3600
-RETRY_INTERVALS = [5, 30, 120]
 
 
 @dataclass(frozen=True)
@@ -55,8 +54,8 @@ class QueueManager:
         return [self.queues[p] for p in ORDERED]
 
     def _retry(self) -> Retry | None:
-        retries = self._settings.task_retries
-        return Retry(max=retries, interval=RETRY_INTERVALS[:retries]) if retries else None
+        retries, backoff = self._settings.task_retries, self._settings.retry_backoff_seconds
+        return Retry(max=retries, interval=backoff[:retries]) if retries else None
 
     def _options(self, timeout: int) -> dict[str, Any]:
         return {

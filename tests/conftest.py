@@ -27,10 +27,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.app import create_app
 from core.config import Settings
 from core.db import make_engine, make_session_factory, session_scope
-from core.enums import Tier
+from core.enums import Priority, Tier
 from core.queues import QueueManager
 from core.security import new_api_key
-from repositories.models import Base
+from repositories.chunks import ChunkRepository
+from repositories.jobs import JobRepository
+from repositories.models import Base, Chunk, Job
 from repositories.users import ApiKeyRepository, UserRepository
 from storage.factory import make_storage
 from worker import context as worker_context
@@ -218,3 +220,39 @@ def run_worker(worker_ctx: worker_context.WorkerContext, redis: Redis) -> Callab
         worker.work(burst=True, **kwargs)
 
     return run
+
+
+def submit_file(
+    ctx: worker_context.WorkerContext, user_id: str, path: Path, priority: Priority = Priority.NORMAL
+) -> str:
+    """What the API does on upload, without HTTP: store the file, record the job, enqueue prepare."""
+    job_id = str(uuid.uuid4())
+    key = f"jobs/{job_id}/source{path.suffix}"
+    ctx.storage.put_bytes(key, path.read_bytes())
+    with session_scope(ctx.sessions) as session:
+        JobRepository(session).create(
+            id=job_id,
+            user_id=user_id,
+            priority=priority,
+            filename=path.name,
+            size_bytes=path.stat().st_size,
+            source_key=key,
+        )
+    ctx.queues.enqueue_prepare(job_id, priority)
+    return job_id
+
+
+def load_job(ctx: worker_context.WorkerContext, job_id: str) -> tuple[Job, list[Chunk]]:
+    with session_scope(ctx.sessions) as session:
+        job = JobRepository(session).get(job_id)
+        assert job is not None
+        return job, list(ChunkRepository(session).list_for_job(job_id))
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """WER after Whisper's English normalization, as the accuracy figures in this project are quoted."""
+    from jiwer import wer
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    normalize = EnglishTextNormalizer()
+    return float(wer(normalize(reference), normalize(hypothesis)))

@@ -1,12 +1,7 @@
 """Submit real speech through the API and run the pipeline with an in-process worker."""
 
-from jiwer import wer
-from whisper_normalizer.english import EnglishTextNormalizer
-
 from core.enums import Tier
-from tests.conftest import auth, create_user, speech
-
-normalize = EnglishTextNormalizer()
+from tests.conftest import auth, create_user, speech, word_error_rate
 
 
 def submit(client, key, path, **fields):
@@ -39,7 +34,7 @@ def test_jfk_transcribed_end_to_end(client, sessions, run_worker):
 
     text = client.get(f"/v1/jobs/{job['id']}/transcript?format=txt", headers=auth(key)).text
     reference = (audio.parent / "jfk.txt").read_text()
-    assert wer(normalize(reference), normalize(text)) < 0.1, text
+    assert word_error_rate(reference, text) < 0.1, text
 
     body = client.get(f"/v1/jobs/{job['id']}/transcript?format=json", headers=auth(key)).json()
     assert body["text"] == text.strip()

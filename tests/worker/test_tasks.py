@@ -1,0 +1,179 @@
+"""The pipeline stages, run by a real RQ worker in this process."""
+
+import threading
+from dataclasses import replace
+from itertools import pairwise
+
+import pytest
+
+from core.enums import ChunkStatus, JobStatus, Priority
+from tests.conftest import create_user, load_job, shared_whisper, speech, submit_file, word_error_rate
+from worker import tasks
+from worker.backends.base import ChunkTranscript
+
+
+@pytest.fixture
+def user_id(sessions):
+    return create_user(sessions)[0]
+
+
+@pytest.fixture
+def short_chunks(worker_ctx):
+    """jfk.flac (11 s) in several chunks, to exercise cuts and merging cheaply."""
+    worker_ctx.settings = worker_ctx.settings.model_copy(update={"chunk_seconds": 4.0})
+    return worker_ctx
+
+
+def test_a_multi_chunk_job_completes_with_progress_and_ordered_segments(short_chunks, user_id, run_worker):
+    job_id = submit_file(short_chunks, user_id, speech("jfk/jfk.flac"))
+    run_worker()
+    job, chunks = load_job(short_chunks, job_id)
+    assert job.status == JobStatus.COMPLETED, job.error
+    assert job.chunks_total == len(chunks) >= 2
+    assert job.chunks_completed == job.chunks_total
+    assert [c.chunk_index for c in chunks] == list(range(len(chunks)))
+    assert chunks[0].start_seconds == 0 and all(a.end_seconds == b.start_seconds for a, b in pairwise(chunks))
+    assert job.transcript_text == " ".join(c.text for c in chunks if c.text)
+    reference = speech("jfk/jfk.txt").read_text()
+    assert word_error_rate(reference, job.transcript_text) < 0.15, job.transcript_text
+    starts = [s["start"] for c in chunks for s in c.segments]
+    assert starts == sorted(starts)
+
+
+def test_a_completed_chunk_is_never_transcribed_again(short_chunks, user_id, run_worker):
+    job_id = submit_file(short_chunks, user_id, speech("jfk/jfk.flac"))
+    run_worker()
+    before, chunks = load_job(short_chunks, job_id)
+    calls = []
+    short_chunks.transcriber_factory = lambda: calls.append(1)  # would fail loudly if used
+    short_chunks._transcriber = None
+    assert tasks.transcribe_chunk(job_id, 0) == "skipped"
+    assert tasks.prepare(job_id) == "skipped"
+    assert tasks.merge(job_id) == "skipped"
+    after, chunks_after = load_job(short_chunks, job_id)
+    assert calls == []
+    assert after.chunks_completed == before.chunks_completed
+    assert [c.text for c in chunks_after] == [c.text for c in chunks]
+
+
+class ReentrantTranscriber:
+    """While chunk 0 is being transcribed, a duplicate delivery of the same chunk runs to the end."""
+
+    def __init__(self, inner, job_id):
+        self.inner, self.job_id, self.nested = inner, job_id, False
+
+    def transcribe(self, audio, language):
+        result = self.inner.transcribe(audio, language)
+        if not self.nested:
+            self.nested = True
+            assert tasks.transcribe_chunk(self.job_id, 0) == "transcribed"
+            return ChunkTranscript(
+                [replace(s, text="LATE DUPLICATE") for s in result.segments], result.language
+            )
+        return result
+
+
+def test_a_duplicate_run_of_a_chunk_is_fenced(short_chunks, user_id, run_worker, redis):
+    job_id = submit_file(short_chunks, user_id, speech("jfk/jfk.flac"))
+    assert tasks.prepare(job_id) == "prepared"
+    short_chunks._transcriber = ReentrantTranscriber(shared_whisper(short_chunks.settings), job_id)
+    assert tasks.transcribe_chunk(job_id, 0) == "duplicate"
+    job, chunks = load_job(short_chunks, job_id)
+    assert job.chunks_completed == 1
+    assert chunks[0].status == ChunkStatus.COMPLETED and "LATE DUPLICATE" not in (chunks[0].text or "")
+    short_chunks._transcriber = shared_whisper(short_chunks.settings)
+    run_worker()
+    job, chunks = load_job(short_chunks, job_id)
+    assert job.status == JobStatus.COMPLETED and job.chunks_completed == job.chunks_total == len(chunks)
+    assert "LATE DUPLICATE" not in job.transcript_text
+
+
+def test_prepare_twice_keeps_one_plan(short_chunks, user_id):
+    job_id = submit_file(short_chunks, user_id, speech("jfk/jfk.flac"))
+    assert tasks.prepare(job_id) == "prepared"
+    _, first = load_job(short_chunks, job_id)
+    assert tasks.prepare(job_id) == "prepared"  # redelivered: re-enqueues, does not re-plan
+    job, second = load_job(short_chunks, job_id)
+    assert [c.id for c in second] == [c.id for c in first]
+    assert job.chunks_total == len(first)
+
+
+def test_the_model_is_loaded_once_per_worker_process(short_chunks, user_id, run_worker):
+    builds = []
+
+    def factory():
+        builds.append(threading.get_ident())
+        return shared_whisper(short_chunks.settings)
+
+    short_chunks.transcriber_factory, short_chunks._transcriber = factory, None
+    first = submit_file(short_chunks, user_id, speech("jfk/jfk.flac"))
+    second = submit_file(short_chunks, user_id, speech("librispeech/2412-153948-0000.flac"))
+    run_worker()
+    assert [load_job(short_chunks, j)[0].status for j in (first, second)] == [JobStatus.COMPLETED] * 2
+    assert sum(len(load_job(short_chunks, j)[1]) for j in (first, second)) >= 4
+    assert len(builds) == 1
+
+
+def corrupt_flac(tmp_path):
+    """Starts as real FLAC (so the API accepts it) and turns into noise half-way through."""
+    real = speech("jfk/jfk.flac").read_bytes()
+    half = len(real) // 2
+    path = tmp_path / "corrupt.flac"
+    path.write_bytes(real[:half] + bytes((i * 7919) % 251 for i in range(len(real) - half)))
+    return path
+
+
+def test_corrupt_audio_fails_the_job_and_the_worker_carries_on(worker_ctx, user_id, run_worker, tmp_path):
+    bad = submit_file(worker_ctx, user_id, corrupt_flac(tmp_path))
+    good = submit_file(worker_ctx, user_id, speech("jfk/jfk.flac"))
+    run_worker()
+    bad_job, bad_chunks = load_job(worker_ctx, bad)
+    assert bad_job.status == JobStatus.FAILED
+    assert bad_job.error.startswith("audio could not be decoded") or "decod" in bad_job.error, bad_job.error
+    assert bad_chunks == []
+    assert load_job(worker_ctx, good)[0].status == JobStatus.COMPLETED
+
+
+class FailingOn:
+    def __init__(self, inner, failures):
+        self.inner, self.failures = inner, failures
+
+    def transcribe(self, audio, language):
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("backend went away")
+        return self.inner.transcribe(audio, language)
+
+
+def test_a_chunk_that_keeps_failing_fails_the_job_with_its_reason(worker_ctx, user_id, run_worker):
+    worker_ctx._transcriber = FailingOn(shared_whisper(worker_ctx.settings), failures=99)
+    job_id = submit_file(worker_ctx, user_id, speech("jfk/jfk.flac"))
+    run_worker()
+    job, chunks = load_job(worker_ctx, job_id)
+    assert job.status == JobStatus.FAILED
+    assert job.error == "1 chunk(s) could not be transcribed; chunk 0: ConnectionError: backend went away"
+    assert chunks[0].status == ChunkStatus.FAILED
+
+
+def test_a_transient_chunk_error_is_retried(worker_ctx, user_id, run_worker):
+    worker_ctx.settings = worker_ctx.settings.model_copy(
+        update={"task_retries": 2, "retry_backoff_seconds": [0]}
+    )
+    worker_ctx.queues._settings = worker_ctx.settings
+    worker_ctx._transcriber = FailingOn(shared_whisper(worker_ctx.settings), failures=2)
+    job_id = submit_file(worker_ctx, user_id, speech("jfk/jfk.flac"))
+    run_worker()
+    job, chunks = load_job(worker_ctx, job_id)
+    assert job.status == JobStatus.COMPLETED, job.error
+    assert chunks[0].attempts == 3
+    assert "country" in job.transcript_text
+
+
+def test_a_high_job_queued_after_low_ones_runs_first(worker_ctx, sessions, run_worker):
+    free, _ = create_user(sessions)
+    lows = [submit_file(worker_ctx, free, speech("jfk/jfk.flac"), Priority.LOW) for _ in range(3)]
+    high = submit_file(worker_ctx, free, speech("jfk/jfk.flac"), Priority.HIGH)
+    run_worker()
+    jobs = {j: load_job(worker_ctx, j)[0] for j in [*lows, high]}
+    assert all(j.status == JobStatus.COMPLETED for j in jobs.values())
+    assert jobs[high].completed_at < min(jobs[j].started_at for j in lows)
