@@ -31,9 +31,9 @@ def check_audio(storage: Storage, upload: ReceivedUpload) -> None:
         with storage.local_path(upload.key) as path:
             probe(path)
     except EmptyAudioError as exc:
-        raise BadRequest(f"the file holds no audio: {exc}") from exc
+        raise BadRequest(str(exc)) from exc
     except NotAudioError as exc:
-        raise UnsupportedMedia(f"not a supported audio or video file: {exc}") from exc
+        raise UnsupportedMedia(str(exc)) from exc
 
 
 def create_job(

@@ -92,9 +92,13 @@ def iter_chunks(path: Path, target_seconds: float) -> Iterator[AudioChunk]:
     (possibly after some chunks were yielded) if the audio is corrupt, and lets OSError through
     if the file itself cannot be opened.
     """
+    # Checked here, not inside the generator, so a bad argument fails at the call site.
     if target_seconds < MIN_TAIL_SECONDS:
         raise ValueError(f"target_seconds must be at least {MIN_TAIL_SECONDS}, got {target_seconds}")
-    target = round(target_seconds * SAMPLE_RATE)
+    return _chunks(path, round(target_seconds * SAMPLE_RATE))
+
+
+def _chunks(path: Path, target: int) -> Iterator[AudioChunk]:
     for index, (start, pcm) in enumerate(_split(_decode_pcm(path), target)):
         yield AudioChunk(
             index=index,
@@ -247,13 +251,10 @@ def _split(blocks: Iterable[Pcm], target: int) -> Iterator[tuple[int, Pcm]]:
         # enough to be a chunk of its own, without holding back a whole chunk.
         while len(buffer) >= target + _TAIL:
             start = yield from _emit_cut(buffer, start, target)
-    rest = buffer.take()
-    if len(rest) > target:
-        buffer.append(rest)
+    while len(buffer) > target:
         start = yield from _emit_cut(buffer, start, target)
-        rest = buffer.take()
-    if len(rest):
-        yield start, rest
+    if len(buffer):
+        yield start, buffer.take()
 
 
 def _emit_cut(buffer: _PcmBuffer, start: int, target: int) -> Generator[tuple[int, Pcm], None, int]:

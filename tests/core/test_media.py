@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from core.media import EmptyAudioError, MediaInfo, NotAudioError, probe
+from tests.conftest import SPEECH
 
-SPEECH = Path("/work/shared/speech")
 JFK = SPEECH / "jfk" / "jfk.flac"
 OPUS = SPEECH / "fleurs_en" / "fleurs-en-000.ogg"
 WAV = SPEECH / "ljspeech" / "LJ001-0001.wav"

