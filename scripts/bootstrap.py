@@ -56,3 +56,14 @@ def _save_key(data_dir: Path, key: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
     path.write_text(key + "\n")
+
+
+def main() -> None:
+    """`python -m scripts.bootstrap`: print the admin API key (creating the admin if needed)."""
+    from core.config import get_settings
+
+    print(ensure_admin_key(get_settings()))
+
+
+if __name__ == "__main__":
+    main()
