@@ -32,6 +32,7 @@ class LocalStorage:
             partial.replace(final)
         finally:
             partial.unlink(missing_ok=True)
+            self._prune(final.parent)
 
     def put_bytes(self, key: str, data: bytes) -> None:
         with self.writer(key) as out:
@@ -58,7 +59,9 @@ class LocalStorage:
         return self._path(key).is_file()
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        self._prune(path.parent)
 
     def delete_prefix(self, prefix: str) -> int:
         folder = self._path(prefix)
@@ -66,4 +69,14 @@ class LocalStorage:
             return 0
         count = sum(1 for p in folder.rglob("*") if p.is_file())
         shutil.rmtree(folder, ignore_errors=True)
+        self._prune(folder.parent)
         return count
+
+    def _prune(self, folder: Path) -> None:
+        """Remove folders left empty, up to the root, so a refused upload leaves no trace."""
+        while folder != self.root and folder.is_relative_to(self.root):
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or already gone): stop here
+                return
+            folder = folder.parent

@@ -10,8 +10,9 @@ from tests.conftest import auth, create_user, speech
 
 
 def stored_files(settings):
+    """Every file and folder in storage: a refused upload must not even leave an empty folder."""
     root = settings.storage_dir
-    return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+    return sorted(p.relative_to(root) for p in root.rglob("*")) if root.exists() else []
 
 
 def job_total(client, key):
@@ -139,4 +140,8 @@ def test_client_filename_never_reaches_the_storage_path(client, sessions, settin
     assert response.status_code == 202
     assert response.json()["filename"] == "passwd.flac"
     job_id = response.json()["id"]
-    assert [str(p) for p in stored_files(settings)] == [f"jobs/{job_id}/source.flac"]
+    assert [str(p) for p in stored_files(settings)] == [
+        "jobs",
+        f"jobs/{job_id}",
+        f"jobs/{job_id}/source.flac",
+    ]

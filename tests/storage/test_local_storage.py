@@ -28,7 +28,7 @@ def test_a_failed_write_leaves_nothing(storage):
         out.write(b"x" * 10)
         raise RuntimeError("client went away")
     assert not storage.exists("jobs/a/half.wav")
-    assert [p for p in storage.root.rglob("*") if p.is_file()] == []
+    assert list(storage.root.rglob("*")) == []
 
 
 def test_a_failed_rewrite_keeps_the_old_object(storage):
@@ -46,6 +46,9 @@ def test_delete_and_delete_prefix(storage):
     assert storage.delete_prefix("jobs/a") == 2
     assert not storage.exists("jobs/a/source.wav") and storage.exists("jobs/b/source.wav")
     assert storage.delete_prefix("jobs/a") == 0
+    assert not (storage.root / "jobs" / "a").exists()
+    storage.delete("jobs/b/source.wav")
+    assert list(storage.root.rglob("*")) == []
 
 
 @pytest.mark.parametrize("key", ["", "/etc/passwd", "../x", "jobs/../../x", "jobs//x", "jobs/./x"])
