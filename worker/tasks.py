@@ -123,6 +123,14 @@ def _record_chunk_error(ctx: WorkerContext, job_id: str, index: int, exc: Except
 
 def merge(job_id: str) -> str:
     ctx = current()
+    try:
+        return _merge(ctx, job_id)
+    except Exception as exc:
+        _fail_job_on_last_attempt(ctx, job_id, f"could not assemble the transcript: {exc}")
+        raise
+
+
+def _merge(ctx: WorkerContext, job_id: str) -> str:
     with session_scope(ctx.sessions) as session:
         jobs = JobRepository(session)
         job = jobs.get(job_id)

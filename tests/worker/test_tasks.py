@@ -177,3 +177,19 @@ def test_a_high_job_queued_after_low_ones_runs_first(worker_ctx, sessions, run_w
     jobs = {j: load_job(worker_ctx, j)[0] for j in [*lows, high]}
     assert all(j.status == JobStatus.COMPLETED for j in jobs.values())
     assert jobs[high].completed_at < min(jobs[j].started_at for j in lows)
+
+
+def test_a_merge_that_keeps_failing_fails_the_job(worker_ctx, user_id, run_worker, monkeypatch):
+    def broken_put(key, data):
+        if "transcript" in key:
+            raise OSError("disk full")
+        return original(key, data)
+
+    original = worker_ctx.storage.put_bytes
+    monkeypatch.setattr(worker_ctx.storage, "put_bytes", broken_put)
+    job_id = submit_file(worker_ctx, user_id, speech("jfk/jfk.flac"))
+    run_worker()
+    job, chunks = load_job(worker_ctx, job_id)
+    assert job.status == JobStatus.FAILED
+    assert job.error == "could not assemble the transcript: disk full"
+    assert chunks[0].status == ChunkStatus.COMPLETED  # the transcribed chunk is kept for a retry
