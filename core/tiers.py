@@ -1,4 +1,4 @@
-"""Tier policy: what each paid tier may use."""
+"""The tier policy table: what each paid tier may use, and how soon its work runs."""
 
 from dataclasses import dataclass
 
@@ -9,19 +9,48 @@ from core.errors import Forbidden
 @dataclass(frozen=True)
 class TierPolicy:
     max_priority: Priority
-    default_priority: Priority
+    max_upload_mb: int
+    max_duration_minutes: int
+    max_active_jobs: int
+    monthly_minutes: int
+
+    @property
+    def default_priority(self) -> Priority:
+        return self.max_priority
 
 
 POLICIES: dict[Tier, TierPolicy] = {
-    Tier.FREE: TierPolicy(max_priority=Priority.LOW, default_priority=Priority.LOW),
-    Tier.PRO: TierPolicy(max_priority=Priority.NORMAL, default_priority=Priority.NORMAL),
-    Tier.ENTERPRISE: TierPolicy(max_priority=Priority.HIGH, default_priority=Priority.HIGH),
+    Tier.FREE: TierPolicy(
+        max_priority=Priority.LOW,
+        max_upload_mb=100,
+        max_duration_minutes=30,
+        max_active_jobs=2,
+        monthly_minutes=120,
+    ),
+    Tier.PRO: TierPolicy(
+        max_priority=Priority.NORMAL,
+        max_upload_mb=1024,
+        max_duration_minutes=4 * 60,
+        max_active_jobs=10,
+        monthly_minutes=3_000,
+    ),
+    Tier.ENTERPRISE: TierPolicy(
+        max_priority=Priority.HIGH,
+        max_upload_mb=4096,
+        max_duration_minutes=12 * 60,
+        max_active_jobs=100,
+        monthly_minutes=100_000,
+    ),
 }
+
+
+def policy_for(tier: Tier) -> TierPolicy:
+    return POLICIES[tier]
 
 
 def resolve_priority(tier: Tier, requested: Priority | None) -> Priority:
     """The priority a job runs at: the tier's default, or what was asked if the tier allows it."""
-    policy = POLICIES[tier]
+    policy = policy_for(tier)
     if requested is None:
         return policy.default_priority
     if requested.rank > policy.max_priority.rank:
