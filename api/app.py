@@ -1,7 +1,8 @@
 """The FastAPI application factory. Connections are made in the lifespan, not at import."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -9,13 +10,15 @@ from fastapi.responses import JSONResponse
 from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException
 
-from api.routers import admin, health, jobs, queues
+from api.routers import admin, admin_jobs, api_keys, auth, health, jobs, queues, usage
 from core.config import Settings, get_settings
 from core.db import make_engine, make_session_factory
 from core.errors import AppError
 from core.logging import get_logger
 from core.queues import QueueManager
+from core.tokens import TokenCodec
 from storage.factory import make_storage
 
 log = get_logger(__name__)
@@ -32,6 +35,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         app.state.sessions = make_session_factory(engine)
         app.state.queues = QueueManager(client, settings)
         app.state.storage = make_storage(settings)
+        app.state.tokens = TokenCodec(settings)
         yield
         engine.dispose()
 
@@ -41,7 +45,9 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         summary="Speech-to-text jobs: upload audio, get a transcript.",
         lifespan=lifespan,
     )
-    for router in (jobs.router, queues.router, admin.router, health.router):
+    for router in (jobs.router, usage.router, queues.router, admin.router, admin_jobs.router, health.router):
+        app.include_router(router)
+    for router in (auth.router, api_keys.router):
         app.include_router(router)
     _install_error_handlers(app)
     return app
@@ -53,7 +59,7 @@ def _redis(settings: Settings) -> Redis:
     return Redis.from_url(settings.redis_url, health_check_interval=30)
 
 
-def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(status: int, error: str, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 
@@ -61,6 +67,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(_: Request, exc: AppError) -> JSONResponse:
         return _error(exc.status_code, exc.error, exc.detail, exc.headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        # Framework errors (an unknown path, a wrong method) take the same shape as ours.
+        error = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+        return _error(exc.status_code, error, str(exc.detail), exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -4,15 +4,18 @@ from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from api import accounts
 from core.config import Settings
 from core.errors import Forbidden, ServiceUnavailable, Unauthorized
 from core.queues import QueueManager
+from core.ratelimit import RateLimiter
+from core.security import KEY_SCHEME
+from core.tokens import TokenCodec
 from repositories.models import User
-from repositories.users import ApiKeyRepository
 from storage.base import Storage
 
 
@@ -74,27 +77,58 @@ def _queues(request: Request) -> QueueManager:
     return queues
 
 
+def _tokens(request: Request) -> TokenCodec:
+    tokens: TokenCodec = request.app.state.tokens
+    return tokens
+
+
+def _rate_limiter(request: Request) -> RateLimiter:
+    settings: Settings = request.app.state.settings
+    return RateLimiter(request.app.state.queues.redis, settings.rate_limit_window_seconds)
+
+
+# Two schemes for one header, so /docs offers both: log in with a password (OAuth2 password flow),
+# or paste an API key.
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer vbt_...`")
+_oauth2 = OAuth2PasswordBearer(
+    tokenUrl="/v1/auth/login", auto_error=False, description="A token from `POST /v1/auth/login`"
+)
 UoW = Annotated[UnitOfWork, Depends(_unit_of_work, scope="function")]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 StorageDep = Annotated[Storage, Depends(_storage)]
 QueuesDep = Annotated[QueueManager, Depends(_queues)]
+TokensDep = Annotated[TokenCodec, Depends(_tokens)]
+RateLimiterDep = Annotated[RateLimiter, Depends(_rate_limiter)]
 
 
 def _current_user(
-    uow: UoW, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    uow: UoW,
+    tokens: TokensDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    _: Annotated[str | None, Depends(_oauth2)],
 ) -> User:
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    """The caller, from `Authorization: Bearer <API key or access token>`; 401 otherwise."""
+    if credentials is None:
         raise Unauthorized()
-    user = ApiKeyRepository(uow.session).user_for_key(credentials.credentials)
-    if user is None:
-        raise Unauthorized()
+    credential = credentials.credentials
+    if _is_token(credential):
+        return accounts.user_for_token(uow.session, tokens, credential)
+    key, user = accounts.key_and_user(uow.session, credential)
+    if accounts.key_use_is_stale(key):
+        key_id = key.id
+        uow.after_commit(lambda: accounts.record_key_use(uow.session, key_id))
     return user
+
+
+def _is_token(credential: str) -> bool:
+    # Our keys start with `vbt_`; a JWT is three dot-separated parts. Anything else is still tried
+    # as an API key: the operator's VERBATIM_BOOTSTRAP_API_KEY may be any string of 24+ characters.
+    return not credential.startswith(f"{KEY_SCHEME}_") and credential.count(".") == 2
 
 
 def _admin(user: Annotated[User, Depends(_current_user)]) -> User:
     if not user.is_admin:
-        raise Forbidden("this needs an admin API key")
+        raise Forbidden("this needs an admin account")
     return user
 
 

@@ -1,16 +1,25 @@
 """Response and request bodies."""
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from core.enums import ChunkStatus, JobStatus, Priority, Tier
-from repositories.models import Chunk, Job
+from repositories.models import Chunk, Job, User
+
+if TYPE_CHECKING:
+    from api.services import Stats, Usage
 
 
 class ErrorOut(BaseModel):
     error: str
     detail: str
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route: these status codes answer with an ErrorOut body."""
+    return {code: {"model": ErrorOut} for code in codes}
 
 
 class Progress(BaseModel):
@@ -63,6 +72,67 @@ class JobList(BaseModel):
     offset: int
 
 
+class JobStats(BaseModel):
+    by_status: dict[JobStatus, int]
+    total_jobs: int
+    audio_minutes: float = Field(description="audio minutes of completed jobs")
+    average_processing_seconds: float | None = Field(description="from start of processing to completion")
+    success_rate: float | None = Field(description="completed / (completed + failed); null before any")
+
+    @classmethod
+    def of(cls, stats: "Stats") -> "JobStats":
+        return cls(
+            by_status={status: stats.by_status.get(status, 0) for status in JobStatus},
+            total_jobs=sum(stats.by_status.values()),
+            audio_minutes=round(stats.audio_seconds / 60, 2),
+            average_processing_seconds=(
+                None
+                if stats.average_processing_seconds is None
+                else round(stats.average_processing_seconds, 2)
+            ),
+            success_rate=None if stats.success_rate is None else round(stats.success_rate, 4),
+        )
+
+
+class TierLimits(BaseModel):
+    max_priority: Priority
+    max_upload_mb: int
+    max_duration_minutes: int
+    max_active_jobs: int
+    monthly_minutes: int
+
+
+class UsageOut(BaseModel):
+    month: str = Field(description="the calendar month (UTC) the figures are for, e.g. 2026-11")
+    tier: Tier
+    minutes_used: float
+    minutes_left: float
+    active_jobs: int
+    limits: TierLimits
+
+    @classmethod
+    def of(cls, usage: "Usage", tier: Tier) -> "UsageOut":
+        policy = usage.policy
+        return cls(
+            month=usage.month,
+            tier=tier,
+            minutes_used=round(usage.seconds_used / 60, 2),
+            minutes_left=round(usage.seconds_left / 60, 2),
+            active_jobs=usage.active_jobs,
+            limits=TierLimits(
+                max_priority=policy.max_priority,
+                max_upload_mb=policy.max_upload_mb,
+                max_duration_minutes=policy.max_duration_minutes,
+                max_active_jobs=policy.max_active_jobs,
+                monthly_minutes=policy.monthly_minutes,
+            ),
+        )
+
+
+class PurgeOut(BaseModel):
+    deleted: int
+
+
 class ChunkOut(BaseModel):
     index: int
     start: float
@@ -110,3 +180,88 @@ class UserCreated(BaseModel):
     email: str
     tier: Tier
     api_key: str = Field(description="shown once; only a hash is stored")
+
+
+# --- accounts ------------------------------------------------------------------------------------
+
+MIN_PASSWORD_LENGTH = 10
+# argon2 pre-hashes any length, but an unbounded field is still an easy way to waste CPU.
+MAX_PASSWORD_LENGTH = 1024
+Password = Annotated[str, Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)]
+
+
+class RegisterIn(BaseModel):
+    email: EmailStr
+    password: Password
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(max_length=MAX_PASSWORD_LENGTH)
+    new_password: Password
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 (a scheme name, not a secret)
+    expires_in: int = Field(description="seconds until the token expires")
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    email: str
+    tier: Tier
+    is_admin: bool
+    created_at: datetime
+
+
+class AdminUserOut(UserOut):
+    is_active: bool
+    has_password: bool
+
+    @classmethod
+    def of(cls, user: User) -> "AdminUserOut":
+        return cls(
+            id=user.id,
+            email=user.email,
+            tier=user.tier,
+            is_admin=user.is_admin,
+            created_at=user.created_at,
+            is_active=user.is_active,
+            has_password=user.password_hash is not None,
+        )
+
+
+class UserList(BaseModel):
+    items: list[AdminUserOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class UserPatch(BaseModel):
+    """Fields left out (or null) stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tier: Tier | None = None
+    is_active: bool | None = None
+
+
+class ApiKeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100, description="what the key is for, e.g. 'laptop'")
+
+
+class ApiKeyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str | None
+    prefix: str = Field(description="the public part of the key, to recognise it: `vbt_<prefix>_...`")
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="shown once; only a hash is stored")

@@ -1,16 +1,28 @@
-"""Job submission and removal: the steps between a validated request and the repositories."""
+"""Job submission, limits, cancel and retry: the steps between a validated request and the repositories."""
 
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
 from api.upload import ReceivedUpload
-from core.enums import Priority
-from core.errors import BadRequest, ServiceUnavailable, UnsupportedMedia
+from core.enums import JobStatus, Priority
+from core.errors import (
+    BadRequest,
+    Conflict,
+    Invalid,
+    PaymentRequired,
+    ServiceUnavailable,
+    TooManyRequests,
+    UnsupportedMedia,
+)
 from core.logging import get_logger
-from core.media import EmptyAudioError, NotAudioError, probe
+from core.media import EmptyAudioError, MediaInfo, NotAudioError, probe
 from core.queues import QueueManager
+from core.tiers import TierPolicy, policy_for
+from repositories.chunks import CLOSED, ChunkRepository
 from repositories.jobs import JobRepository
 from repositories.models import Job, User
 from storage.base import Storage
@@ -18,22 +30,86 @@ from storage.keys import job_prefix
 
 log = get_logger(__name__)
 
+# What a client told "too many active jobs" should wait before trying again.
+ACTIVE_RETRY_AFTER_SECONDS = 30
+
 
 def new_job_id() -> str:
     return str(uuid.uuid4())
 
 
-def check_audio(storage: Storage, upload: ReceivedUpload) -> None:
+def month_start(now: datetime | None = None) -> datetime:
+    now = now or datetime.now(UTC)
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+@dataclass(frozen=True)
+class Usage:
+    month: str
+    seconds_used: float
+    active_jobs: int
+    policy: TierPolicy
+
+    @property
+    def seconds_left(self) -> float:
+        return max(0.0, self.policy.monthly_minutes * 60 - self.seconds_used)
+
+
+def usage(session: Session, user: User) -> Usage:
+    jobs, start = JobRepository(session), month_start()
+    return Usage(
+        month=start.strftime("%Y-%m"),
+        seconds_used=jobs.billed_seconds(user.id, start),
+        active_jobs=jobs.count_active(user.id),
+        policy=policy_for(user.tier),
+    )
+
+
+def check_can_submit(session: Session, user: User) -> Usage:
+    """Refuse new work before any byte is read: too many active jobs (429), quota spent (402)."""
+    current = usage(session, user)
+    if current.active_jobs >= current.policy.max_active_jobs:
+        raise TooManyRequests(
+            f"you have {current.active_jobs} active jobs; the {user.tier.value} tier allows "
+            f"{current.policy.max_active_jobs} at a time",
+            retry_after=ACTIVE_RETRY_AFTER_SECONDS,
+        )
+    if current.seconds_left <= 0:
+        minutes, tier = current.policy.monthly_minutes, user.tier.value
+        raise PaymentRequired(f"this month's {minutes} audio minutes of the {tier} tier are used up")
+    return current
+
+
+def check_audio(storage: Storage, upload: ReceivedUpload) -> MediaInfo:
     """Reject an upload that is empty or not decodable audio."""
     if upload.size == 0:
         raise BadRequest("the file is empty")
     try:
         with storage.local_path(upload.key) as path:
-            probe(path)
+            return probe(path)
     except EmptyAudioError as exc:
         raise BadRequest(str(exc)) from exc
     except NotAudioError as exc:
         raise UnsupportedMedia(str(exc)) from exc
+
+
+def check_duration(current: Usage, duration: float | None, tier: str) -> None:
+    """When the container states its duration, enforce the tier's limits now (else `prepare` will)."""
+    if duration is None:
+        return
+    if duration > current.policy.max_duration_minutes * 60:
+        raise Invalid(duration_message(duration, current.policy.max_duration_minutes, tier))
+    if duration > current.seconds_left:
+        raise PaymentRequired(
+            f"the audio is {duration / 60:.1f} min long but only {current.seconds_left / 60:.1f} "
+            f"of this month's audio minutes are left"
+        )
+
+
+def duration_message(duration: float, max_minutes: int, tier: str) -> str:
+    return (
+        f"the audio is {duration / 60:.1f} min long; the {tier} tier allows up to {max_minutes} min per file"
+    )
 
 
 def create_job(
@@ -43,6 +119,7 @@ def create_job(
     upload: ReceivedUpload,
     priority: Priority,
     language: str | None,
+    duration: float | None,
 ) -> Job:
     return JobRepository(session).create(
         id=job_id,
@@ -53,6 +130,8 @@ def create_job(
         content_type=upload.content_type,
         size_bytes=upload.size,
         source_key=upload.key,
+        # The container's figure reserves the minutes until `prepare` records the decoded length.
+        audio_duration_seconds=duration,
     )
 
 
@@ -76,3 +155,55 @@ def withdraw_job(session: Session, storage: Storage, job_id: str) -> None:
         jobs.delete(job)
     session.commit()
     storage.delete_prefix(job_prefix(job_id))
+
+
+def cancel_job(session: Session, job: Job) -> list[int]:
+    """Cancel a pending or processing job; returns the chunks whose queued work should be dropped."""
+    if not job.status.is_active:
+        raise Conflict(f"the job is {job.status.value}; only pending or processing jobs can be canceled")
+    chunks = ChunkRepository(session)
+    indexes = [c.chunk_index for c in chunks.list_for_job(job.id) if c.status not in CLOSED]
+    chunks.cancel_open(job.id)
+    JobRepository(session).cancel(job)
+    return indexes
+
+
+def retry_job(session: Session, user: User, job: Job) -> list[int] | None:
+    """Put a failed job back in the pipeline. Returns the chunks to redo, or None to prepare again."""
+    if job.status != JobStatus.FAILED:
+        raise Conflict(f"the job is {job.status.value}; only failed jobs can be retried")
+    check_can_submit(session, user)
+    planned = job.chunks_total is not None
+    indexes = ChunkRepository(session).reopen_failed(job.id) if planned else None
+    JobRepository(session).reopen(job, planned=planned)
+    return indexes
+
+
+@dataclass(frozen=True)
+class Stats:
+    by_status: dict[JobStatus, int]
+    audio_seconds: float
+    average_processing_seconds: float | None
+
+    @property
+    def success_rate(self) -> float | None:
+        """Completed over finished (completed + failed); canceled jobs are the user's choice."""
+        completed, failed = (
+            self.by_status.get(JobStatus.COMPLETED, 0),
+            self.by_status.get(JobStatus.FAILED, 0),
+        )
+        return completed / (completed + failed) if completed + failed else None
+
+
+def job_stats(session: Session, user_id: str | None) -> Stats:
+    jobs = JobRepository(session)
+    audio, average = jobs.completed_figures(user_id)
+    return Stats(
+        by_status=jobs.count_by_status(user_id), audio_seconds=audio, average_processing_seconds=average
+    )
+
+
+def purge_old_jobs(session: Session, older_than_days: int) -> list[str]:
+    """Delete finished jobs older than the cutoff; the caller removes their files after commit."""
+    cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
+    return JobRepository(session).delete_older_than(cutoff)

@@ -8,8 +8,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_JWT_SECRET_LENGTH = 32
 
 
 def _bundled_model_path() -> str:
@@ -20,7 +22,10 @@ def _bundled_model_path() -> str:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VERBATIM_", extra="ignore", populate_by_name=True)
+    # hide_input_in_errors: a refused setting (a too-short secret) must not be echoed to the logs.
+    model_config = SettingsConfigDict(
+        env_prefix="VERBATIM_", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     environment: Literal["development", "production", "test"] = "development"
     data_dir: Path = Path("./data")
@@ -31,6 +36,11 @@ class Settings(BaseSettings):
 
     workers: int = Field(default=2, ge=0)
     chunk_seconds: float = Field(default=30.0, gt=1)
+    # Fewest chunks of one job that may wait in its queue at once (more when more workers serve
+    # the queue): the fair-share knob between jobs of the same priority.
+    chunk_lanes: int = Field(default=2, ge=1)
+    retention_days: int = Field(default=30, ge=1)
+    retention_interval_minutes: int = Field(default=60, ge=1)
     max_upload_mb: int = Field(default=1024, gt=0)
 
     storage_backend: Literal["local"] = "local"
@@ -41,6 +51,14 @@ class Settings(BaseSettings):
     whisper_beam_size: int = Field(default=5, ge=1)
 
     bootstrap_api_key: str | None = None
+    # Unset outside production: one is made on first use and kept in <data_dir>/jwt_secret.
+    jwt_secret: SecretStr | None = None
+    access_token_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    # Fixed windows counted in Redis, so several API processes share one budget.
+    rate_limit_window_seconds: int = Field(default=60, ge=1)
+    login_limit_per_ip: int = Field(default=10, ge=1)
+    login_limit_per_email: int = Field(default=5, ge=1)
+    register_limit_per_ip: int = Field(default=5, ge=1)
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -61,6 +79,18 @@ class Settings(BaseSettings):
         key = self.bootstrap_api_key
         if key is not None and len(key) < 24:
             raise ValueError("VERBATIM_BOOTSTRAP_API_KEY must be at least 24 characters")
+        return self
+
+    @model_validator(mode="after")
+    def _enforce_jwt_secret_in_production(self) -> "Settings":
+        # A generated secret lives on one machine's disk: several API hosts would disagree, and a
+        # lost volume would silently log everyone out. Production must say what the secret is.
+        secret = self.jwt_secret.get_secret_value() if self.jwt_secret else ""
+        if self.environment == "production" and len(secret) < MIN_JWT_SECRET_LENGTH:
+            raise ValueError(
+                f"VERBATIM_JWT_SECRET must be set to at least {MIN_JWT_SECRET_LENGTH} characters "
+                "in production (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+            )
         return self
 
     @property

@@ -20,8 +20,13 @@ class Unauthorized(AppError):
     status_code = 401
     error = "unauthorized"
 
-    def __init__(self, detail: str = "missing or invalid API key") -> None:
+    def __init__(self, detail: str = "missing or invalid credentials") -> None:
         super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class PaymentRequired(AppError):
+    status_code = 402
+    error = "quota_exceeded"
 
 
 class Forbidden(AppError):
@@ -52,6 +57,14 @@ class PayloadTooLarge(AppError):
 class UnsupportedMedia(AppError):
     status_code = 415
     error = "unsupported_media_type"
+
+
+class TooManyRequests(AppError):
+    status_code = 429
+    error = "too_many_requests"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
 class ServiceUnavailable(AppError):

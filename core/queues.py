@@ -6,12 +6,16 @@ the same work recognisable. Workers listen to the queues in `ORDERED` order; RQ 
 non-empty one, so priority between queues is strict.
 """
 
+import uuid
+from contextlib import suppress
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from redis import Redis
 from rq import Queue, Retry, Worker
-from rq.job import Dependency, Job
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Dependency, Job, cancel_job
 from rq.serializers import JSONSerializer
 
 from core.config import Settings
@@ -27,6 +31,10 @@ ORDERED = (Priority.HIGH, Priority.NORMAL, Priority.LOW)
 PREPARE_TASK = "worker.tasks.prepare"
 TRANSCRIBE_TASK = "worker.tasks.transcribe_chunk"
 MERGE_TASK = "worker.tasks.merge"
+RETENTION_TASK = "worker.maintenance.apply_retention"
+# Present while a retention run is scheduled: whichever worker sets it schedules the run, so a
+# fleet of workers starting together schedules one.
+RETENTION_MARKER = "verbatim:retention:scheduled"
 
 FAILURE_TTL = 7 * 24 * 3600
 RESULT_TTL = 24 * 3600
@@ -74,32 +82,72 @@ class QueueManager:
         )
 
     def enqueue_chunks(self, job_id: str, priority: Priority, indexes: list[int]) -> None:
-        """One transcribe task per chunk, then a merge that runs once all of them have ended.
+        """Release a job's chunks into its queue a few at a time, then merge when all have ended.
 
-        The merge also runs if a chunk task failed for good (`allow_failure`), so that it can mark
-        the job failed from what SQL says instead of leaving it processing forever.
+        The chunks form `lanes` RQ dependency chains: chunk n+lanes is enqueued only when chunk n
+        has ended, at the back of the queue. So one job never has more than `lanes` chunks
+        waiting, and the chunks of jobs in the same queue interleave: a short job submitted
+        behind a three-hour one waits for a few chunks, not three hours. Priority between queues
+        stays strict, since workers always take from the highest non-empty queue.
+
+        Dependencies allow failure, so a chunk that fails for good neither blocks its lane nor the
+        merge, which then marks the job failed from what SQL says.
         """
         queue = self.queues[priority]
-        chunk_jobs = [
-            Queue.prepare_data(
-                TRANSCRIBE_TASK,
-                (job_id, index),
-                job_id=f"chunk-{job_id}-{index}",
-                timeout=self._settings.chunk_timeout_seconds,
-                failure_ttl=FAILURE_TTL,
-                result_ttl=RESULT_TTL,
-                retry=self._retry(),
+        lanes = self.lanes(queue)
+        jobs: list[Job] = []
+        for position, index in enumerate(indexes):
+            before = jobs[position - lanes] if position >= lanes else None
+            jobs.append(
+                queue.enqueue(
+                    TRANSCRIBE_TASK,
+                    job_id,
+                    index,
+                    job_id=f"chunk-{job_id}-{index}",
+                    depends_on=Dependency(jobs=[before], allow_failure=True) if before else None,
+                    **self._options(self._settings.chunk_timeout_seconds),
+                )
             )
-            for index in indexes
-        ]
-        enqueued: list[Job] = queue.enqueue_many(chunk_jobs)
+        # A merge takes milliseconds and finishes a job: it goes to the front of the queue.
+        tails = jobs[-lanes:]
         queue.enqueue(
             MERGE_TASK,
             job_id,
             job_id=f"merge-{job_id}",
-            depends_on=Dependency(jobs=enqueued, allow_failure=True) if enqueued else None,
+            depends_on=Dependency(jobs=tails, allow_failure=True, enqueue_at_front=True) if tails else None,
+            at_front=not tails,
             **self._options(self._settings.merge_timeout_seconds),
         )
+
+    def lanes(self, queue: Queue) -> int:
+        """As many lanes as workers serve the queue (a lone job still uses the whole fleet), and at
+        least the configured minimum."""
+        workers = Worker.all(queue=queue)
+        return max(self._settings.chunk_lanes, len(workers))
+
+    def cancel(self, job_id: str, indexes: list[int]) -> None:
+        """Drop a job's waiting work from Redis. Best effort: a task that still runs finds the job
+        canceled in SQL and does nothing."""
+        ids = [f"prepare-{job_id}", f"merge-{job_id}", *(f"chunk-{job_id}-{i}" for i in indexes)]
+        for rq_id in ids:
+            # Already ended, already canceled, or expired from Redis: nothing left to drop.
+            with suppress(NoSuchJobError, InvalidJobOperation):
+                cancel_job(rq_id, connection=self.redis, serializer=JSONSerializer)
+
+    def schedule_retention(self, delay_seconds: int) -> bool:
+        """Schedule the next retention run unless one is scheduled. True if this call did."""
+        if not self.redis.set(RETENTION_MARKER, "1", nx=True, ex=delay_seconds + 600):
+            return False
+        self.queues[Priority.NORMAL].enqueue_in(
+            timedelta(seconds=delay_seconds),
+            RETENTION_TASK,
+            job_id=f"retention-{uuid.uuid4().hex[:12]}",
+            **self._options(600),
+        )
+        return True
+
+    def retention_ran(self) -> None:
+        self.redis.delete(RETENTION_MARKER)
 
     def stats(self) -> list[QueueStats]:
         workers = Worker.all(connection=self.redis)

@@ -7,6 +7,9 @@ from core.enums import ChunkStatus
 from repositories.base import Repository
 from repositories.models import Chunk, utcnow
 
+# A chunk in one of these states is never written again (a late or duplicate run is discarded).
+CLOSED = (ChunkStatus.COMPLETED, ChunkStatus.CANCELED)
+
 
 class ChunkRepository(Repository[Chunk]):
     model = Chunk
@@ -51,7 +54,7 @@ class ChunkRepository(Repository[Chunk]):
             .where(
                 Chunk.job_id == job_id,
                 Chunk.chunk_index == index,
-                Chunk.status != ChunkStatus.COMPLETED,
+                Chunk.status.not_in(CLOSED),
             )
             .values(
                 status=ChunkStatus.COMPLETED,
@@ -68,3 +71,20 @@ class ChunkRepository(Repository[Chunk]):
 
     def fail(self, chunk: Chunk, error: str) -> None:
         self.update(chunk, status=ChunkStatus.FAILED, error=error)
+
+    def cancel_open(self, job_id: str) -> None:
+        self.session.execute(
+            update(Chunk)
+            .where(Chunk.job_id == job_id, Chunk.status.not_in(CLOSED))
+            .values(status=ChunkStatus.CANCELED)
+            .execution_options(synchronize_session=False)
+        )
+
+    def reopen_failed(self, job_id: str) -> list[int]:
+        """Failed or canceled chunks back to pending, for a retry. Returns their indexes."""
+        chunks = [
+            c for c in self.list_for_job(job_id) if c.status in (ChunkStatus.FAILED, ChunkStatus.CANCELED)
+        ]
+        for chunk in chunks:
+            self.update(chunk, status=ChunkStatus.PENDING, error=None)
+        return [c.chunk_index for c in chunks]

@@ -6,7 +6,11 @@ def source_key(job_id: str, extension: str) -> str:
 
 
 def chunk_key(job_id: str, index: int) -> str:
-    return f"jobs/{job_id}/chunks/{index:05d}.wav"
+    return f"{chunks_prefix(job_id)}/{index:05d}.wav"
+
+
+def chunks_prefix(job_id: str) -> str:
+    return f"jobs/{job_id}/chunks"
 
 
 def transcript_key(job_id: str, fmt: str) -> str:

@@ -41,7 +41,7 @@ from worker.backends.base import Transcriber
 ROOT = Path(__file__).resolve().parent.parent
 SPEECH = ROOT.parent / "shared" / "speech"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_SERVER = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
 
 
 def require_service(name: str, check: Callable[[], object]) -> None:
@@ -120,13 +120,31 @@ def database_url(stack: str, request: pytest.FixtureRequest, tmp_path: Path) -> 
     return url
 
 
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis database of the real server that no other test run on this machine is using.
+
+    Tests flush their database, so two runs sharing one would wipe each other's queues. Each run
+    claims a database number with a lock key in database 0 (which tests never flush).
+    """
+    server = Redis.from_url(REDIS_SERVER, db=0)
+    require_service("Redis", server.ping)
+    for db in range(15, 0, -1):
+        lock = f"verbatim:test-db-lock:{db}"
+        if server.set(lock, os.getpid(), nx=True, ex=3 * 3600):
+            yield f"{REDIS_SERVER.rstrip('/')}/{db}"
+            server.delete(lock)
+            server.close()
+            return
+    pytest.fail("every Redis test database 1-15 is claimed by another test run")
+
+
 @pytest.fixture
-def redis(stack: str) -> Iterator[Redis]:
+def redis(stack: str, request: pytest.FixtureRequest) -> Iterator[Redis]:
     if stack == "embedded":
         client: Redis = fakeredis.FakeRedis()
     else:
-        client = Redis.from_url(REDIS_URL)
-        require_service("Redis", client.ping)
+        client = Redis.from_url(request.getfixturevalue("redis_url"))
     client.flushdb()
     yield client
     client.flushdb()

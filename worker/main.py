@@ -19,6 +19,7 @@ from core.config import get_settings
 from core.logging import configure_logging, get_logger
 from core.queues import QUEUE_NAMES
 from worker.context import build_context, install
+from worker.maintenance import FIRST_RUN_SECONDS
 
 log = get_logger(__name__)
 
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     context = build_context(settings, redis)
     context.transcriber  # noqa: B018 - load the model before taking work, not on the first chunk
     install(context)
+    context.queues.schedule_retention(FIRST_RUN_SECONDS)
     names = args.queues or [q.name for q in context.queues.ordered()]
     queues = [q for q in context.queues.ordered() if q.name in names]
     name = args.name or f"verbatim-{socket.gethostname()}-{os.getpid()}"

@@ -10,14 +10,17 @@ import time
 from typing import Any
 
 from rq import get_current_job
+from sqlalchemy.orm import Session
 
 from core.db import session_scope
-from core.enums import ChunkStatus, TranscriptFormat
+from core.enums import ChunkStatus, Tier, TranscriptFormat
 from core.logging import get_logger
-from repositories.chunks import ChunkRepository
+from core.tiers import policy_for
+from repositories.chunks import CLOSED, ChunkRepository
 from repositories.jobs import JobRepository
 from repositories.models import Chunk
-from storage.keys import chunk_key, transcript_key
+from repositories.users import UserRepository
+from storage.keys import chunk_key, chunks_prefix, transcript_key
 from worker.audio import AudioDecodeError, iter_chunks
 from worker.context import WorkerContext, current
 from worker.merge import merge_chunks, shift_segments
@@ -33,11 +36,12 @@ def prepare(job_id: str) -> str:
         if job is None or job.status.is_final:
             return "skipped"
         source, priority, planned = job.source_key, job.priority, job.chunks_total is not None
+        tier = _owner_tier(session, job.user_id)
         pending = [c.chunk_index for c in ChunkRepository(session).list_for_job(job_id) if _open(c)]
     if not planned:
         try:
-            pending = _plan_chunks(ctx, job_id, source)
-        except AudioDecodeError as exc:
+            pending = _plan_chunks(ctx, job_id, source, tier)
+        except (AudioDecodeError, TooLong) as exc:
             fail_job(ctx, job_id, str(exc))
             return "failed"
         except Exception as exc:
@@ -49,14 +53,30 @@ def prepare(job_id: str) -> str:
 
 
 def _open(chunk: Chunk) -> bool:
-    return chunk.status != ChunkStatus.COMPLETED
+    return chunk.status not in CLOSED
 
 
-def _plan_chunks(ctx: WorkerContext, job_id: str, source: str) -> list[int]:
+class TooLong(Exception):
+    """Longer than the owner's tier allows: the job fails and its minutes are not billed."""
+
+
+def _owner_tier(session: Session, user_id: str) -> Tier:
+    user = UserRepository(session).get(user_id)
+    return user.tier if user is not None else Tier.FREE
+
+
+def _plan_chunks(ctx: WorkerContext, job_id: str, source: str, tier: Tier) -> list[int]:
     """Cut the source into chunk WAVs in storage, then record the plan. Returns the chunk indexes."""
     plan: list[dict[str, Any]] = []
+    max_minutes = policy_for(tier).max_duration_minutes
     with ctx.storage.local_path(source) as path:
         for chunk in iter_chunks(path, ctx.settings.chunk_seconds):
+            if chunk.end > max_minutes * 60:
+                # Stop decoding at the limit: a ten-hour file must not cost ten hours of decode.
+                ctx.storage.delete_prefix(chunks_prefix(job_id))
+                raise TooLong(
+                    f"the audio is longer than the {max_minutes} min per file the {tier.value} tier allows"
+                )
             key = chunk_key(job_id, chunk.index)
             ctx.storage.put_bytes(key, chunk.wav)
             plan.append(

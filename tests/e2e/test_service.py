@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ import httpx
 import psutil
 import pytest
 from redis import Redis
+from rq.registry import ScheduledJobRegistry
 
-from tests.conftest import REDIS_URL, ROOT, auth, require_service, speech, word_error_rate
+from core.queues import RETENTION_MARKER
+from tests.conftest import ROOT, auth, speech, word_error_rate
 
 pytestmark = pytest.mark.e2e
 
@@ -120,11 +123,9 @@ def embedded(start_service: Callable[..., Service]) -> Service:
 
 
 @pytest.fixture(scope="module")
-def real(start_service: Callable[..., Service], postgres_database: str) -> Service:
-    redis = Redis.from_url(REDIS_URL)
-    require_service("Redis", redis.ping)
-    redis.flushdb()
-    return start_service(workers=1, DATABASE_URL=postgres_database, REDIS_URL=REDIS_URL)
+def real(start_service: Callable[..., Service], postgres_database: str, redis_url: str) -> Service:
+    Redis.from_url(redis_url).flushdb()
+    return start_service(workers=1, DATABASE_URL=postgres_database, REDIS_URL=redis_url)
 
 
 def submit(client: httpx.Client, path: Path, **fields: str) -> dict[str, Any]:
@@ -182,13 +183,13 @@ def test_longform_is_accurate_and_progress_rises_chunk_by_chunk(embedded: Servic
 
 def test_a_high_job_overtakes_earlier_low_jobs_on_a_busy_worker(real: Service) -> None:
     with real.client() as admin:
-        created = admin.post("/v1/admin/users", json={"email": "free@example.com", "tier": "free"}).json()
+        created = admin.post("/v1/admin/users", json={"email": "low@example.com", "tier": "pro"}).json()
         with real.client(created["api_key"]) as free:
-            busy = submit(free, speech(LONGFORM))
+            busy = submit(free, speech(LONGFORM), priority="low")
             wait_until(
                 lambda: free.get(f"/v1/jobs/{busy['id']}").json()["status"] == "processing", 60, "busy"
             )
-            lows = [submit(free, speech("jfk/jfk.flac")) for _ in range(3)]
+            lows = [submit(free, speech("jfk/jfk.flac"), priority="low") for _ in range(3)]
             high = submit(admin, speech("jfk/jfk.flac"), priority="high")
             assert [j["priority"] for j in lows] == ["low"] * 3 and high["priority"] == "high"
             low_done = [wait_done(free, j["id"]) for j in lows]
@@ -223,3 +224,42 @@ def test_a_corrupt_file_fails_its_job_and_the_worker_keeps_serving(real: Service
     assert transcript.status_code == 409 and transcript.json()["error"] == "conflict"
     assert good["status"] == "completed"
     assert real.worker_pids() == workers, "the worker process was replaced"
+
+
+def test_a_short_job_is_not_stuck_behind_a_long_one_of_the_same_tier(real: Service) -> None:
+    with real.client() as admin:
+        alice = admin.post("/v1/admin/users", json={"email": "alice@example.com", "tier": "pro"}).json()
+        bob = admin.post("/v1/admin/users", json={"email": "bob@example.com", "tier": "pro"}).json()
+    with real.client(alice["api_key"]) as a, real.client(bob["api_key"]) as b:
+        long_job = submit(a, speech(LONGFORM))
+        wait_until(
+            lambda: a.get(f"/v1/jobs/{long_job['id']}").json()["status"] == "processing", 60, "A starts"
+        )
+        short_job = submit(b, speech("librispeech/2412-153948-0000.flac"))  # 11.7 s
+        short = wait_done(b, short_job["id"])
+        long_now = a.get(f"/v1/jobs/{long_job['id']}").json()
+        long = wait_done(a, long_job["id"])
+    assert short["status"] == long["status"] == "completed"
+    assert long_now["status"] == "processing", "A had finished before B: nothing was shown"
+    assert short["completed_at"] < long["completed_at"]
+    chunk_time = (_at(long["completed_at"]) - _at(long["started_at"])) / long["progress"]["chunks_total"]
+    waited = _at(short["completed_at"]) - _at(short["created_at"])
+    times = waited / chunk_time
+    print(f"fair share: B done in {waited:.1f} s, {times:.1f} chunk-times of {chunk_time:.2f} s")
+    # Two stages of B (prepare, its chunk) each wait behind at most two of A's chunks.
+    assert waited <= 6 * chunk_time, f"B took {waited:.1f} s, {waited / chunk_time:.1f} chunk-times"
+
+
+def _at(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp).timestamp()
+
+
+def test_the_worker_fleet_schedules_one_retention_run(real: Service, redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    scheduled = [
+        j
+        for j in ScheduledJobRegistry("stt_jobs", connection=redis).get_job_ids()
+        if j.startswith("retention-")
+    ]
+    assert len(scheduled) == 1
+    assert redis.exists(RETENTION_MARKER)
