@@ -1,5 +1,6 @@
 """Response and request bodies."""
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -112,20 +113,13 @@ class UsageOut(BaseModel):
 
     @classmethod
     def of(cls, usage: "Usage", tier: Tier) -> "UsageOut":
-        policy = usage.policy
         return cls(
             month=usage.month,
             tier=tier,
             minutes_used=round(usage.seconds_used / 60, 2),
             minutes_left=round(usage.seconds_left / 60, 2),
             active_jobs=usage.active_jobs,
-            limits=TierLimits(
-                max_priority=policy.max_priority,
-                max_upload_mb=policy.max_upload_mb,
-                max_duration_minutes=policy.max_duration_minutes,
-                max_active_jobs=policy.max_active_jobs,
-                monthly_minutes=policy.monthly_minutes,
-            ),
+            limits=TierLimits(**asdict(usage.policy)),
         )
 
 
