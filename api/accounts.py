@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from core.enums import Tier
 from core.errors import Conflict, Forbidden, NotFound, Unauthorized
 from core.logging import get_logger
-from core.security import hash_password, new_api_key, password_needs_rehash, verify_password
+from core.security import KEY_SCHEME, hash_password, new_api_key, password_needs_rehash, verify_password
 from core.tokens import TokenCodec
 from repositories.models import ApiKey, User, utcnow
 from repositories.users import ApiKeyRepository, UserRepository
@@ -94,8 +94,23 @@ def update_user(
 # --- bearer credentials --------------------------------------------------------------------------
 
 
-def user_for_token(session: Session, tokens: TokenCodec, token: str) -> User:
-    claims = tokens.decode(token)
+def user_for_bearer(session: Session, tokens: TokenCodec, credential: str) -> tuple[User, str | None]:
+    """The user an `Authorization: Bearer` credential (access token or API key) stands for, and the
+    id of the API key whose `last_used_at` is due a refresh (None for a token or a fresh key)."""
+    if is_token(credential):
+        return user_for_token(session, tokens, credential), None
+    key, user = key_and_user(session, credential)
+    return user, key.id if key_use_is_stale(key) else None
+
+
+def is_token(credential: str) -> bool:
+    # Our keys start with `vbt_`; a JWT is three dot-separated parts. Anything else is still tried
+    # as an API key: the operator's VERBATIM_BOOTSTRAP_API_KEY may be any string of 24+ characters.
+    return not credential.startswith(f"{KEY_SCHEME}_") and credential.count(".") == 2
+
+
+def user_for_token(session: Session, tokens: TokenCodec, token: str, audience: str | None = None) -> User:
+    claims = tokens.decode(token, audience=audience)
     user = UserRepository(session).get(claims.user_id)
     # A deleted user, or a token from before the last password change.
     if user is None or user.token_version != claims.version:

@@ -12,7 +12,10 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
-from api.routers import admin, admin_jobs, api_keys, auth, health, jobs, queues, usage
+from api.dashboard import mount_dashboard
+from api.metrics import metrics_registry
+from api.routers import admin, admin_jobs, api_keys, auth, health, jobs, metrics, queues, usage
+from api.routers import dashboard as dashboard_routes
 from core.config import Settings, get_settings
 from core.db import make_engine, make_session_factory
 from core.errors import AppError
@@ -36,6 +39,9 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         app.state.queues = QueueManager(client, settings)
         app.state.storage = make_storage(settings)
         app.state.tokens = TokenCodec(settings)
+        app.state.metrics = metrics_registry(
+            app.state.sessions, app.state.queues, app.state.storage, settings
+        )
         yield
         engine.dispose()
 
@@ -47,8 +53,12 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     )
     for router in (jobs.router, usage.router, queues.router, admin.router, admin_jobs.router, health.router):
         app.include_router(router)
+    app.include_router(metrics.router)
     for router in (auth.router, api_keys.router):
         app.include_router(router)
+    # The sign-in routes first: the dashboard's mount would otherwise take their paths.
+    app.include_router(dashboard_routes.router)
+    mount_dashboard(app, settings)
     _install_error_handlers(app)
     return app
 
@@ -56,7 +66,8 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
 def _redis(settings: Settings) -> Redis:
     if not settings.redis_url:
         raise RuntimeError("REDIS_URL is not set (./scripts/run starts an embedded Redis for you)")
-    return Redis.from_url(settings.redis_url, health_check_interval=30)
+    # Connect timeout: a Redis that drops packets must fail a request (503), not hang it.
+    return Redis.from_url(settings.redis_url, health_check_interval=30, socket_connect_timeout=5)
 
 
 def _error(status: int, error: str, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:

@@ -13,7 +13,6 @@ from core.config import Settings
 from core.errors import Forbidden, ServiceUnavailable, Unauthorized
 from core.queues import QueueManager
 from core.ratelimit import RateLimiter
-from core.security import KEY_SCHEME
 from core.tokens import TokenCodec
 from repositories.models import User
 from storage.base import Storage
@@ -110,20 +109,16 @@ def _current_user(
     """The caller, from `Authorization: Bearer <API key or access token>`; 401 otherwise."""
     if credentials is None:
         raise Unauthorized()
-    credential = credentials.credentials
-    if _is_token(credential):
-        return accounts.user_for_token(uow.session, tokens, credential)
-    key, user = accounts.key_and_user(uow.session, credential)
-    if accounts.key_use_is_stale(key):
-        key_id = key.id
-        uow.after_commit(lambda: accounts.record_key_use(uow.session, key_id))
+    user, stale_key_id = accounts.user_for_bearer(uow.session, tokens, credentials.credentials)
+    if stale_key_id is not None:
+        uow.after_commit(lambda: accounts.record_key_use(uow.session, stale_key_id))
     return user
 
 
-def _is_token(credential: str) -> bool:
-    # Our keys start with `vbt_`; a JWT is three dot-separated parts. Anything else is still tried
-    # as an API key: the operator's VERBATIM_BOOTSTRAP_API_KEY may be any string of 24+ characters.
-    return not credential.startswith(f"{KEY_SCHEME}_") and credential.count(".") == 2
+def client_ip(request: Request) -> str:
+    # Behind a proxy, run uvicorn with --proxy-headers/--forwarded-allow-ips so this is the
+    # client's address rather than the proxy's.
+    return request.client.host if request.client else "unknown"
 
 
 def _admin(user: Annotated[User, Depends(_current_user)]) -> User:

@@ -156,12 +156,33 @@ class QueueOut(BaseModel):
     workers: int
 
 
+class QueueHealthOut(BaseModel):
+    name: str
+    queued: int
+    started: int
+    workers: int
+    oldest_queued_seconds: float | None = Field(description="how long the oldest waiting task has waited")
+
+
 class HealthOut(BaseModel):
     status: str
     database: str
     redis: str
+    storage: str
     workers: int | None
     jobs_count: int | None
+    queues: list[QueueHealthOut]
+
+
+class ReadyOut(BaseModel):
+    status: str = Field(description="`ready`, or `not_ready` with a `503`")
+    database: str
+    redis: str
+    storage: str
+
+
+class LiveOut(BaseModel):
+    status: str
 
 
 class UserCreate(BaseModel):

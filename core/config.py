@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     # Fewest chunks of one job that may wait in its queue at once (more when more workers serve
     # the queue): the fair-share knob between jobs of the same priority.
     chunk_lanes: int = Field(default=2, ge=1)
+    # How often one worker of the fleet looks for work that SQL says is owed but Redis has lost.
+    reconcile_seconds: int = Field(default=15, ge=2)
     retention_days: int = Field(default=30, ge=1)
     retention_interval_minutes: int = Field(default=60, ge=1)
     max_upload_mb: int = Field(default=1024, gt=0)
@@ -61,6 +63,8 @@ class Settings(BaseSettings):
     register_limit_per_ip: int = Field(default=5, ge=1)
     log_level: str = "INFO"
     log_json: bool = True
+    # The duration histograms of /metrics cover what ended in this trailing window (see README).
+    metrics_window_minutes: int = Field(default=60, ge=1)
 
     prepare_timeout_seconds: int = 3600
     chunk_timeout_seconds: int = 600
@@ -72,6 +76,13 @@ class Settings(BaseSettings):
     def _default_database(self) -> "Settings":
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.data_dir / 'verbatim.db').resolve()}"
+        return self
+
+    @model_validator(mode="after")
+    def _platform_database_url(self) -> "Settings":
+        # Heroku-style platforms set DATABASE_URL=postgres://…, a scheme SQLAlchemy does not know.
+        if self.database_url.startswith("postgres://"):
+            self.database_url = "postgresql+psycopg2://" + self.database_url.removeprefix("postgres://")
         return self
 
     @model_validator(mode="after")

@@ -61,6 +61,35 @@ class EventLogger:
         self._log(logging.ERROR, event, True, fields)
 
 
+class FieldsFilter(logging.Filter):
+    """Adds fixed fields to every record that does not set them itself."""
+
+    def __init__(self, **fields: Any) -> None:
+        super().__init__()
+        self.fields = fields
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in self.fields.items():
+            if key not in record.__dict__:
+                setattr(record, key, value)
+        return True
+
+
+def bind_fields(**fields: Any) -> None:
+    """Tag every line this process logs from now on, whoever logs it (our code, RQ, a library):
+    a worker process binds its RQ worker name. A later call overrides the same keys.
+
+    The filter goes on the root handlers, since a logger's filters do not see the records
+    propagated from its child loggers.
+    """
+    for handler in logging.getLogger().handlers:
+        tag = next((f for f in handler.filters if isinstance(f, FieldsFilter)), None)
+        if tag is None:
+            handler.addFilter(FieldsFilter(**fields))
+        else:
+            tag.fields.update(fields)
+
+
 def get_logger(name: str) -> EventLogger:
     return EventLogger(name)
 

@@ -10,12 +10,13 @@ import uuid
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 from redis import Redis
 from rq import Queue, Retry, Worker
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
-from rq.job import Dependency, Job, cancel_job
+from rq.job import Dependency, Job, JobStatus, cancel_job
 from rq.serializers import JSONSerializer
 
 from core.config import Settings
@@ -40,6 +41,22 @@ FAILURE_TTL = 7 * 24 * 3600
 RESULT_TTL = 24 * 3600
 
 
+# A worker process refreshes this key every few seconds while it lives; a task started by a worker
+# whose key has expired was abandoned (the process was killed) and must be given to another.
+ALIVE_KEY = "verbatim:worker-alive:{}"
+ALIVE_TTL_SECONDS = 15
+
+
+class WorkState(StrEnum):
+    """Where a task stands in Redis, as far as recovering lost work is concerned."""
+
+    WAITING = "waiting"  # queued, deferred behind a dependency, or scheduled for a retry
+    RUNNING = "running"  # started by a worker that is alive
+    ABANDONED = "abandoned"  # started by a worker that died
+    ENDED = "ended"  # finished, failed, stopped or canceled
+    MISSING = "missing"  # Redis has no such task (expired, or Redis lost its data)
+
+
 @dataclass(frozen=True)
 class QueueStats:
     name: str
@@ -60,6 +77,11 @@ class QueueManager:
 
     def ordered(self) -> list[Queue]:
         return [self.queues[p] for p in ORDERED]
+
+    def declare(self) -> None:
+        """List the three queues in RQ's registry of queues, which otherwise learns of a queue only
+        from its first enqueue: the dashboard shows every queue, empty ones included."""
+        self.redis.sadd(Queue.redis_queues_keys, *(q.key for q in self.ordered()))
 
     def _retry(self) -> Retry | None:
         retries, backoff = self._settings.task_retries, self._settings.retry_backoff_seconds
@@ -108,16 +130,7 @@ class QueueManager:
                     **self._options(self._settings.chunk_timeout_seconds),
                 )
             )
-        # A merge takes milliseconds and finishes a job: it goes to the front of the queue.
-        tails = jobs[-lanes:]
-        queue.enqueue(
-            MERGE_TASK,
-            job_id,
-            job_id=f"merge-{job_id}",
-            depends_on=Dependency(jobs=tails, allow_failure=True, enqueue_at_front=True) if tails else None,
-            at_front=not tails,
-            **self._options(self._settings.merge_timeout_seconds),
-        )
+        self.enqueue_merge(job_id, priority, after=jobs[-lanes:])
 
     def lanes(self, queue: Queue) -> int:
         """As many lanes as workers serve the queue (a lone job still uses the whole fleet), and at
@@ -148,6 +161,61 @@ class QueueManager:
 
     def retention_ran(self) -> None:
         self.redis.delete(RETENTION_MARKER)
+
+    def state(self, rq_id: str) -> WorkState:
+        try:
+            job = Job.fetch(rq_id, connection=self.redis, serializer=JSONSerializer)
+        except NoSuchJobError:
+            return WorkState.MISSING
+        status = job.get_status(refresh=False)
+        if status == JobStatus.DEFERRED:
+            return WorkState.WAITING if self._parent_pending(job) else WorkState.MISSING
+        if status in (JobStatus.QUEUED, JobStatus.SCHEDULED):
+            return WorkState.WAITING
+        if status == JobStatus.STARTED:
+            alive = job.worker_name and self.redis.exists(ALIVE_KEY.format(job.worker_name))
+            return WorkState.RUNNING if alive else WorkState.ABANDONED
+        return WorkState.ENDED
+
+    def _parent_pending(self, job: Job) -> bool:
+        """Whether a deferred task can still be released: one of its parents has not ended. A task
+        deferred behind parents that are gone would wait forever, so it counts as lost."""
+        for parent_id in job.dependency_ids:
+            try:
+                parent = Job.fetch(parent_id, connection=self.redis, serializer=JSONSerializer)
+            except NoSuchJobError:
+                continue
+            if parent.get_status(refresh=False) not in (
+                JobStatus.FINISHED,
+                JobStatus.FAILED,
+                JobStatus.STOPPED,
+                JobStatus.CANCELED,
+            ):
+                return True
+        return False
+
+    def requeue(self, rq_id: str) -> None:
+        """Put an abandoned task back at the front of its queue under the same id, so the tasks
+        that depend on it (the rest of its lane, the merge) still follow it."""
+        job = Job.fetch(rq_id, connection=self.redis, serializer=JSONSerializer)
+        queue = Queue(job.origin, connection=self.redis, serializer=JSONSerializer)
+        queue.started_job_registry.remove_executions(job)
+        queue.enqueue_job(job, at_front=True)
+
+    def enqueue_merge(self, job_id: str, priority: Priority, after: list[Job] | None = None) -> None:
+        """The job's merge, run once every task in `after` has ended (at once if none). A merge
+        takes milliseconds and finishes a job, so it goes to the front of the queue."""
+        self.queues[priority].enqueue(
+            MERGE_TASK,
+            job_id,
+            job_id=f"merge-{job_id}",
+            depends_on=Dependency(jobs=after, allow_failure=True, enqueue_at_front=True) if after else None,
+            at_front=not after,
+            **self._options(self._settings.merge_timeout_seconds),
+        )
+
+    def mark_alive(self, worker_name: str) -> None:
+        self.redis.set(ALIVE_KEY.format(worker_name), "1", ex=ALIVE_TTL_SECONDS)
 
     def stats(self) -> list[QueueStats]:
         workers = Worker.all(connection=self.redis)

@@ -2,7 +2,9 @@
 
 Every JWT is made and read here, so the algorithm and the required claims are pinned in one place.
 A token carries the user's id (`sub`) and token version (`ver`); the caller checks `ver` against the
-user's row, which is how a password change revokes every token issued before it.
+user's row, which is how a password change revokes every token issued before it. A token issued for
+an audience (the dashboard's session cookie) is refused as a bearer token, and a bearer token is
+refused where an audience is expected, so neither can stand in for the other.
 """
 
 import os
@@ -47,20 +49,26 @@ class TokenCodec:
     def _secret(self) -> str:
         return load_jwt_secret(self._settings)
 
-    def issue(self, user_id: str, version: int, now: datetime | None = None) -> AccessToken:
+    def issue(
+        self, user_id: str, version: int, now: datetime | None = None, *, audience: str | None = None
+    ) -> AccessToken:
         now = now or datetime.now(UTC)
         lifetime = timedelta(minutes=self._settings.access_token_minutes)
-        claims = {"sub": user_id, "ver": version, "iat": now, "exp": now + lifetime}
+        claims: dict[str, object] = {"sub": user_id, "ver": version, "iat": now, "exp": now + lifetime}
+        if audience is not None:
+            claims["aud"] = audience
         return AccessToken(
             jwt.encode(claims, self._secret, algorithm=ALGORITHM), int(lifetime.total_seconds())
         )
 
-    def decode(self, token: str) -> TokenClaims:
-        """The claims of a valid token; `Unauthorized` for anything else, whatever the reason."""
+    def decode(self, token: str, *, audience: str | None = None) -> TokenClaims:
+        """The claims of a valid token; `Unauthorized` for anything else, whatever the reason.
+        Without `audience`, a token that names one is refused; with it, the token must name it."""
+        required = [*REQUIRED_CLAIMS, "aud"] if audience is not None else REQUIRED_CLAIMS
         try:
             # The algorithm list is pinned: the token's own header never chooses how it is checked.
             claims = jwt.decode(
-                token, self._secret, algorithms=[ALGORITHM], options={"require": REQUIRED_CLAIMS}
+                token, self._secret, algorithms=[ALGORITHM], audience=audience, options={"require": required}
             )
         except jwt.PyJWTError as exc:
             log.debug("token.rejected", reason=type(exc).__name__)

@@ -9,6 +9,8 @@ from repositories.models import Chunk, utcnow
 
 # A chunk in one of these states is never written again (a late or duplicate run is discarded).
 CLOSED = (ChunkStatus.COMPLETED, ChunkStatus.CANCELED)
+# A chunk in one of these states still has to be transcribed.
+UNFINISHED = (ChunkStatus.PENDING, ChunkStatus.PROCESSING)
 
 
 class ChunkRepository(Repository[Chunk]):
@@ -24,6 +26,18 @@ class ChunkRepository(Repository[Chunk]):
     def add_plan(self, job_id: str, plan: list[dict[str, Any]]) -> None:
         self.session.add_all(Chunk(job_id=job_id, **values) for values in plan)
         self.session.flush()
+
+    def unfinished_indexes(self, job_ids: list[str]) -> dict[str, list[int]]:
+        """Chunks still to be transcribed (pending or processing), by job."""
+        stmt = (
+            select(Chunk.job_id, Chunk.chunk_index)
+            .where(Chunk.job_id.in_(job_ids), Chunk.status.in_(UNFINISHED))
+            .order_by(Chunk.job_id, Chunk.chunk_index)
+        )
+        found: dict[str, list[int]] = {job_id: [] for job_id in job_ids}
+        for job_id, index in self.session.execute(stmt).all():
+            found[job_id].append(index)
+        return found
 
     def mark_started(self, chunk: Chunk) -> None:
         self.update(

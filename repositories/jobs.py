@@ -75,6 +75,15 @@ class JobRepository(Repository[Job]):
             stmt = stmt.where(Job.user_id == user_id)
         return {status: int(count) for status, count in self.session.execute(stmt).all()}
 
+    def list_active(self, created_before: datetime) -> Sequence[Job]:
+        """Pending and processing jobs, oldest first: the work the fleet still owes."""
+        stmt = (
+            select(Job)
+            .where(Job.status.in_(ACTIVE), Job.created_at < created_before)
+            .order_by(Job.created_at)
+        )
+        return self.session.execute(stmt).scalars().all()
+
     def count_active(self, user_id: str) -> int:
         return self.count(select(Job).where(Job.user_id == user_id, Job.status.in_(ACTIVE)))
 

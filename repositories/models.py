@@ -123,8 +123,9 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     transcript_text: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Indexed for the metrics' trailing windows.
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
     chunks: Mapped[list["Chunk"]] = relationship(
         lazy="raise", order_by="Chunk.chunk_index", passive_deletes=True
@@ -149,4 +150,4 @@ class Chunk(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     transcribe_seconds: Mapped[float | None] = mapped_column(Float)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)

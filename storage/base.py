@@ -36,6 +36,12 @@ class Storage(Protocol):
     def delete_prefix(self, prefix: str) -> int:
         """Remove every object under `prefix/`; returns how many were removed."""
 
+    def ping(self) -> None:
+        """Raise (`OSError` or the backend's own error) unless objects can be written now.
+
+        The readiness probe calls it every few seconds, so it must be cheap and leave nothing behind.
+        """
+
 
 class InvalidKey(ValueError):
     pass

@@ -72,6 +72,13 @@ class LocalStorage:
         self._prune(folder.parent)
         return count
 
+    def ping(self) -> None:
+        # Written straight into the root, not through `writer`: that would recreate a vanished
+        # root (an unmounted volume) instead of reporting it.
+        probe = self.root / f".ping-{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        probe.unlink()
+
     def _prune(self, folder: Path) -> None:
         """Remove folders left empty, up to the root, so a refused upload leaves no trace."""
         while folder != self.root and folder.is_relative_to(self.root):

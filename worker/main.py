@@ -8,20 +8,25 @@ taken.
 
 import argparse
 import os
+import secrets
 import socket
 import sys
+import time
 
 from redis import Redis
 from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from core.config import get_settings
-from core.logging import configure_logging, get_logger
+from core.logging import bind_fields, configure_logging, get_logger
 from core.queues import QUEUE_NAMES
-from worker.context import build_context, install
+from worker.context import WorkerContext, build_context, install
+from worker.fleet import FleetDuties
 from worker.maintenance import FIRST_RUN_SECONDS
 
 log = get_logger(__name__)
+
+RESTART_DELAY_SECONDS = 2
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -44,18 +49,44 @@ def main(argv: list[str] | None = None) -> int:
     if not settings.redis_url:
         log.error("worker.no_redis", hint="set REDIS_URL (./scripts/run sets it for you)")
         return 2
-    redis = Redis.from_url(settings.redis_url)
-    context = build_context(settings, redis)
+    return serve(build_context(settings, Redis.from_url(settings.redis_url, socket_connect_timeout=5)), args)
+
+
+def serve(context: WorkerContext, args: argparse.Namespace) -> int:
+    """Install `context` in this process and run the worker loop until a warm shutdown (or, with
+    `--burst`, until the queues are empty). `args` are this module's options (`parse_args`).
+
+    Separate from `main` so that a process which needs another context, such as the scaling
+    benchmark with its fixed-latency backend, runs exactly this loop.
+    """
+    settings, redis = context.settings, context.queues.redis
+    # Host and pid say where it runs; the suffix keeps a restarted container (same host name, same
+    # pid) from taking a dead worker's name, and with it the dead worker's started tasks.
+    name = args.name or f"verbatim-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+    bind_fields(worker=name)  # on every line this process logs, the model's and RQ's included
     context.transcriber  # noqa: B018 - load the model before taking work, not on the first chunk
     install(context)
     context.queues.schedule_retention(FIRST_RUN_SECONDS)
     names = args.queues or [q.name for q in context.queues.ordered()]
     queues = [q for q in context.queues.ordered() if q.name in names]
-    name = args.name or f"verbatim-{socket.gethostname()}-{os.getpid()}"
-    worker = SimpleWorker(queues, connection=redis, serializer=JSONSerializer, name=name)
     log.info("worker.started", worker=name, queues=names)
-    worker.work(with_scheduler=True, burst=args.burst, logging_level=settings.log_level)
-    return 0
+    while True:
+        worker = SimpleWorker(queues, connection=redis, serializer=JSONSerializer, name=name)
+        duties = FleetDuties(context, worker)
+        duties.start()
+        try:
+            # The scheduler runs on the duties thread, not in a process RQ would fork (see worker.fleet).
+            worker.work(with_scheduler=False, burst=args.burst, logging_level=settings.log_level)
+        finally:
+            duties.stop()
+        # RQ sets `_stop_requested` only for a SIGTERM that arrives during a task; an idle worker
+        # just leaves its loop. The request date is set by every SIGTERM or SIGINT.
+        if args.burst or worker._stop_requested or worker._shutdown_requested_date is not None:
+            return 0
+        # RQ's loop gives up on any unexpected error, a Redis restart included. The worker does
+        # not: what it was doing is in SQL, and the reconciler hands anything lost to the fleet.
+        log.warning("worker.loop_restarting", worker=name, in_seconds=RESTART_DELAY_SECONDS)
+        time.sleep(RESTART_DELAY_SECONDS)
 
 
 if __name__ == "__main__":

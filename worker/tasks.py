@@ -16,7 +16,7 @@ from core.db import session_scope
 from core.enums import ChunkStatus, Tier, TranscriptFormat
 from core.logging import get_logger
 from core.tiers import policy_for
-from repositories.chunks import CLOSED, ChunkRepository
+from repositories.chunks import CLOSED, UNFINISHED, ChunkRepository
 from repositories.jobs import JobRepository
 from repositories.models import Chunk
 from repositories.users import UserRepository
@@ -157,6 +157,11 @@ def _merge(ctx: WorkerContext, job_id: str) -> str:
         if job is None or job.status.is_final:
             return "skipped"
         chunks = ChunkRepository(session).list_for_job(job_id)
+        if any(c.status in UNFINISHED for c in chunks):
+            # An early merge (re-enqueued during a recovery) leaves the job to the last chunk's
+            # merge, or to the reconciler; only chunks that failed for good fail the job.
+            log.info("merge.waiting", job_id=job_id)
+            return "waiting"
         unfinished = [c for c in chunks if _open(c)]
         if unfinished or not chunks:
             jobs.fail(job, _unfinished_message(unfinished))

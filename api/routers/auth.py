@@ -4,17 +4,11 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
 from api import accounts
-from api.deps import CurrentUser, RateLimiterDep, SettingsDep, TokensDep, UoW
+from api.deps import CurrentUser, RateLimiterDep, SettingsDep, TokensDep, UoW, client_ip
 from api.schemas import PasswordChange, RegisterIn, TokenOut, UserOut
 from api.schemas import error_responses as _errors
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
-
-
-def _client_ip(request: Request) -> str:
-    # Behind a proxy, run uvicorn with --proxy-headers/--forwarded-allow-ips so this is the
-    # client's address rather than the proxy's.
-    return request.client.host if request.client else "unknown"
 
 
 @router.post("/register", status_code=201, response_model=UserOut, responses=_errors(409, 422, 429, 503))
@@ -22,7 +16,7 @@ def register(
     body: RegisterIn, request: Request, uow: UoW, limiter: RateLimiterDep, settings: SettingsDep
 ) -> UserOut:
     """Create an account (tier `free`) with a password of at least 10 characters."""
-    limiter.hit("register:ip", _client_ip(request), settings.register_limit_per_ip)
+    limiter.hit("register:ip", client_ip(request), settings.register_limit_per_ip)
     user = accounts.register(uow.session, body.email, body.password)
     return UserOut.model_validate(user)
 
@@ -38,7 +32,7 @@ def login(
     settings: SettingsDep,
 ) -> TokenOut:
     """OAuth2 password flow (form fields `username` = email, `password`): a short-lived bearer token."""
-    limiter.hit("login:ip", _client_ip(request), settings.login_limit_per_ip)
+    limiter.hit("login:ip", client_ip(request), settings.login_limit_per_ip)
     limiter.hit("login:email", form.username, settings.login_limit_per_email)
     user = accounts.login(uow.session, form.username, form.password)
     token = tokens.issue(user.id, user.token_version)

@@ -93,3 +93,16 @@ def test_a_token_from_another_deployment_is_refused(tmp_path):
     theirs = TokenCodec(make_settings(tmp_path / "b"))
     with pytest.raises(Unauthorized):
         ours.decode(theirs.issue("u", 0).token)
+
+
+def test_a_token_for_an_audience_and_a_bearer_token_cannot_stand_in_for_each_other(tmp_path):
+    codec = TokenCodec(make_settings(tmp_path, jwt_secret=STRONG))
+    session = codec.issue("user-1", 0, audience="verbatim:dashboard").token
+    bearer = codec.issue("user-1", 0).token
+    assert codec.decode(session, audience="verbatim:dashboard").user_id == "user-1"
+    with pytest.raises(Unauthorized):
+        codec.decode(session)
+    with pytest.raises(Unauthorized):
+        codec.decode(bearer, audience="verbatim:dashboard")
+    with pytest.raises(Unauthorized):
+        codec.decode(session, audience="another audience")

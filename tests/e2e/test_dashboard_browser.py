@@ -1,0 +1,265 @@
+"""The RQ dashboard as an operator sees it: headless Chromium (Debian's `chromium`, driven over the
+DevTools protocol; nothing is downloaded) signs in as an admin on the real service — the launcher,
+the API, two workers, PostgreSQL and Redis — and finds the three queues and the live workers.
+
+The service is started here rather than with tests/e2e/test_service.py's fixtures, which belong to
+that module."""
+
+import base64
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from redis import Redis
+from rq import Worker
+from websockets.sync.client import ClientConnection, connect
+
+from core.queues import QUEUE_NAMES
+from tests.conftest import ROOT, require_service
+
+pytestmark = pytest.mark.e2e
+
+WORKERS = 2
+BOOTSTRAP_KEY = "vbt_e2edashboard_" + "k" * 32
+EMAIL, PASSWORD = "ops@example.com", "an admin's long passphrase"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,900",
+    "--remote-debugging-port=0",
+]
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+# --- the service ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Service:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def workers_ready(self) -> bool:
+        assert self.process.poll() is None, self.log.read_text()[-3000:]
+        try:
+            return bool(httpx.get(f"{self.url}/health", timeout=2).json()["workers"] == WORKERS)
+        except httpx.HTTPError:
+            return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def service(
+    tmp_path_factory: pytest.TempPathFactory, postgres_database: str, redis_url: str
+) -> Iterator[Service]:
+    Redis.from_url(redis_url).flushdb()
+    data = tmp_path_factory.mktemp("dashboard-service")
+    port = _free_port()
+    environment = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+    environment |= {
+        "PORT": str(port),
+        "VERBATIM_DATA_DIR": str(data),
+        "VERBATIM_WORKERS": str(WORKERS),
+        "VERBATIM_BOOTSTRAP_API_KEY": BOOTSTRAP_KEY,
+        "DATABASE_URL": postgres_database,
+        "REDIS_URL": redis_url,
+    }
+    log = data / "service.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scripts.stack"],
+        cwd=ROOT,
+        env=environment,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    service = Service(process, f"http://127.0.0.1:{port}", log)
+    try:
+        wait_until(service.workers_ready, 120, f"the service to start ({log})", 0.5)
+        yield service
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=90) == 0, log.read_text()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def admin(service: Service, postgres_database: str) -> tuple[str, str]:
+    """An admin who signs in with a password: registered like anyone, then made an admin by the
+    operator's script (no API grants the flag)."""
+    response = httpx.post(f"{service.url}/v1/auth/register", json={"email": EMAIL, "password": PASSWORD})
+    assert response.status_code == 201, response.text
+    made = subprocess.run(
+        [sys.executable, "-m", "scripts.make_admin", EMAIL],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": postgres_database},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    return EMAIL, PASSWORD
+
+
+# --- the browser ---------------------------------------------------------------------------------
+
+
+def _chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        raise FileNotFoundError("no `chromium` on PATH (Debian package `chromium`)")
+    return path
+
+
+class Page:
+    """One Chromium tab, driven over the DevTools protocol."""
+
+    def __init__(self, devtools: ClientConnection) -> None:
+        self._devtools = devtools
+        self._ids = itertools.count(1)
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        call_id = next(self._ids)
+        self._devtools.send(json.dumps({"id": call_id, "method": method, "params": params}))
+        while True:  # events arrive in between; the answer carries our id
+            message = json.loads(self._devtools.recv(timeout=30))
+            if message.get("id") == call_id:
+                assert "error" not in message, f"{method}: {message['error']}"
+                result: dict[str, Any] = message["result"]
+                return result
+
+    def evaluate(self, expression: str) -> Any:
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        assert "exceptionDetails" not in result, result["exceptionDetails"]
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, what: str, timeout: float = 30) -> Any:
+        """Poll a JavaScript expression until it is truthy (the page fills itself in over XHR)."""
+        return wait_until(lambda: self.evaluate(expression), timeout, what)
+
+    def open(self, url: str) -> None:
+        path = httpx.URL(url).path
+        self.call("Page.navigate", url=url)
+        self.wait_for(
+            f"location.pathname === {json.dumps(path)} && document.readyState === 'complete'",
+            f"{url} to load",
+        )
+
+    def screenshot(self, path: Path) -> Path:
+        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
+        return path
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[Page]:
+    require_service("Chromium", _chromium)
+    profile = tmp_path / "chromium-profile"
+    process = subprocess.Popen(
+        [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "chromium.log").open("wb"),
+    )
+    try:
+        # Chromium writes the port it chose (and the browser's socket path) once it listens.
+        port_file = profile / "DevToolsActivePort"
+        port = wait_until(lambda: port_file.exists() and port_file.read_text().split("\n")[0], 30, "Chromium")
+        targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
+        tab = next(t for t in targets if t["type"] == "page")
+        with connect(tab["webSocketDebuggerUrl"], max_size=None) as devtools:
+            yield Page(devtools)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+# --- the test ------------------------------------------------------------------------------------
+
+QUEUE_ROWS = """[...document.querySelectorAll('#queues tbody tr[data-role=queue] td:first-child')]
+    .map(td => td.textContent.trim())"""
+WORKER_ROWS = """[...document.querySelectorAll('#workers tbody tr[data-role=worker]')]
+    .map(tr => tr.textContent.replace(/\\s+/g, ' ').trim())"""
+
+
+def test_an_admin_signs_in_with_chromium_and_sees_the_queues_and_live_workers(
+    service: Service, admin: tuple[str, str], page: Page, redis_url: str, tmp_path: Path
+) -> None:
+    email, password = admin
+    # Anonymous: the dashboard's address shows the sign-in form, never the dashboard.
+    page.open(f"{service.url}/dashboard/")
+    assert page.evaluate("document.title") == "Verbatim · sign in"
+    assert page.evaluate("document.querySelector('form[action=\"/dashboard/login\"]') !== null")
+    assert page.evaluate("document.querySelector('#navbar-dashboard, table#queues') === null")
+    page.screenshot(tmp_path / "dashboard-sign-in.png")
+
+    page.evaluate(
+        f"""document.querySelector('input[name=email]').value = {json.dumps(email)};
+        document.querySelector('input[name=password]').value = {json.dumps(password)};
+        document.querySelector('form[action="/dashboard/login"]').submit();"""
+    )
+    # The form's POST sets the cookie and sends the browser on to the dashboard, whose queue table
+    # is filled in from /dashboard/0/data/queues.json.
+    names = page.wait_for(
+        f"location.pathname === '/dashboard/' && ({QUEUE_ROWS}.length === 3) && {QUEUE_ROWS}",
+        "the dashboard to list the queues",
+    )
+    assert sorted(names) == sorted(QUEUE_NAMES.values())
+    assert page.evaluate("document.title") == "RQ dashboard"
+    # HttpOnly: the page's scripts cannot read the session.
+    assert "verbatim_session" not in page.evaluate("document.cookie")
+    print(f"queues screenshot: {page.screenshot(tmp_path / 'dashboard-queues.png')}")
+
+    live = {w.name for w in Worker.all(connection=Redis.from_url(redis_url))}
+    assert len(live) == WORKERS
+    page.open(f"{service.url}/dashboard/0/view/workers")
+    rows = page.wait_for(f"{WORKER_ROWS}.length === {WORKERS} && {WORKER_ROWS}", "the workers table")
+    for name in live:
+        assert any(row.startswith(name) for row in rows), (name, rows)
+    assert all(row.endswith("stt_jobs_high, stt_jobs, stt_jobs_low") for row in rows), rows
+    print(f"workers screenshot: {page.screenshot(tmp_path / 'dashboard-workers.png')}")
+
+
+def test_anonymous_and_non_admin_requests_are_refused_by_the_running_service(service: Service) -> None:
+    admin_key = {"Authorization": f"Bearer {BOOTSTRAP_KEY}"}
+    with httpx.Client(base_url=service.url, timeout=30) as http:
+        created = http.post(
+            "/v1/admin/users", json={"email": "pro@example.com", "tier": "pro"}, headers=admin_key
+        )
+        assert created.status_code == 201, created.text
+        user_key = {"Authorization": f"Bearer {created.json()['api_key']}"}
+        for path in ("/dashboard", "/dashboard/", "/dashboard/0/data/workers.json"):
+            assert http.get(path).status_code == 401
+            assert http.get(path, headers={"Accept": "text/html"}).status_code == 401
+            assert http.get(path, headers=user_key).status_code == 403
+        assert http.get("/dashboard/", headers=admin_key).status_code == 200
