@@ -45,8 +45,18 @@ class Settings(BaseSettings):
     retention_interval_minutes: int = Field(default=60, ge=1)
     max_upload_mb: int = Field(default=1024, gt=0)
 
-    storage_backend: Literal["local"] = "local"
-    transcription_backend: Literal["local"] = "local"
+    storage_backend: Literal["local", "s3"] = "local"
+    # S3 / MinIO. Credentials are not settings: boto3 reads AWS_ACCESS_KEY_ID and
+    # AWS_SECRET_ACCESS_KEY (or a profile, or an instance role) through its own chain.
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "verbatim"
+    s3_region: str = "us-east-1"
+    transcription_backend: Literal["local", "assemblyai"] = "local"
+    assemblyai_api_key: SecretStr | None = None
+    assemblyai_base_url: str = "https://api.assemblyai.com"
+    # AssemblyAI bills and queues per request, so its chunks are minutes long, not seconds.
+    assemblyai_chunk_seconds: float = Field(default=600.0, gt=1)
+    assemblyai_poll_seconds: float = Field(default=3.0, gt=0)
     whisper_model: str = Field(default_factory=_bundled_model_path)
     whisper_compute_type: str = "int8"
     whisper_threads: int = Field(default=1, ge=0)
@@ -103,6 +113,21 @@ class Settings(BaseSettings):
                 "in production (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _require_assemblyai_key(self) -> "Settings":
+        if self.transcription_backend == "assemblyai" and not self.assemblyai_api_key:
+            raise ValueError(
+                "VERBATIM_ASSEMBLYAI_API_KEY must be set when VERBATIM_TRANSCRIPTION_BACKEND=assemblyai"
+            )
+        return self
+
+    @property
+    def chunk_seconds_for_backend(self) -> float:
+        """The chunk length `prepare` cuts at: the configured backend's own setting."""
+        if self.transcription_backend == "assemblyai":
+            return self.assemblyai_chunk_seconds
+        return self.chunk_seconds
 
     @property
     def storage_dir(self) -> Path:

@@ -177,6 +177,32 @@ def client(settings: Settings, redis: Redis) -> Iterator[TestClient]:
         yield test_client
 
 
+# --- S3 ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible server on 127.0.0.1 (moto's), started once per session."""
+    from tests import s3
+
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in s3.CREDENTIALS.items():
+            env.setenv(name, value)
+        server, endpoint = s3.start_moto()
+        yield endpoint
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str) -> Iterator[str]:
+    """A bucket name of this test alone; the code under test creates it, teardown empties and drops it."""
+    from tests import s3
+
+    name = f"verbatim-test-{uuid.uuid4().hex[:12]}"
+    yield name
+    s3.remove_bucket(s3.client(s3_endpoint), name)
+
+
 # --- users ---------------------------------------------------------------------------------------
 
 

@@ -103,13 +103,15 @@ def test_the_app_reaches_its_stores_and_has_its_secret(
     )
     assert env["REDIS_URL"] == "redis://redis:6379/0"
     assert env["VERBATIM_JWT_SECRET"] == SECRET and env["VERBATIM_ENVIRONMENT"] == "production"
-    assert env["VERBATIM_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert env["VERBATIM_STORAGE_BACKEND"] == "s3" and env["VERBATIM_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"]
     assert services["api"]["environment"] == env
-    # The app must start with exactly this environment (the S3 variables wait for that backend).
+    # The app's settings accept exactly this environment.
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings = Settings()
-    assert settings.storage_backend == "local" and settings.database_url == env["DATABASE_URL"]
+    assert settings.storage_backend == "s3" and settings.s3_endpoint_url == "http://minio:9000"
+    assert settings.database_url == env["DATABASE_URL"]
 
 
 def test_compose_refuses_to_start_without_a_jwt_secret() -> None:

@@ -63,11 +63,33 @@ def local_whisper_factory(settings: Settings) -> Callable[[], Transcriber]:
     return build
 
 
+def assemblyai_factory(settings: Settings) -> Callable[[], Transcriber]:
+    def build() -> Transcriber:
+        from worker.backends.assemblyai import AssemblyAI
+
+        assert settings.assemblyai_api_key is not None  # Settings refuses the backend without one
+        return AssemblyAI(
+            settings.assemblyai_api_key.get_secret_value(),
+            base_url=settings.assemblyai_base_url,
+            poll_interval=settings.assemblyai_poll_seconds,
+            # Stop polling before RQ's job timeout stops the task, so the recorded error is ours.
+            timeout=settings.chunk_timeout_seconds * 0.9,
+        )
+
+    return build
+
+
+def transcriber_factory(settings: Settings) -> Callable[[], Transcriber]:
+    if settings.transcription_backend == "assemblyai":
+        return assemblyai_factory(settings)
+    return local_whisper_factory(settings)
+
+
 def build_context(settings: Settings, redis: Redis) -> WorkerContext:
     return WorkerContext(
         settings=settings,
         sessions=make_session_factory(make_engine(settings.database_url)),
         storage=make_storage(settings),
         queues=QueueManager(redis, settings),
-        transcriber_factory=local_whisper_factory(settings),
+        transcriber_factory=transcriber_factory(settings),
     )

@@ -22,6 +22,7 @@ from repositories.models import Chunk
 from repositories.users import UserRepository
 from storage.keys import chunk_key, chunks_prefix, transcript_key
 from worker.audio import AudioDecodeError, iter_chunks
+from worker.backends.base import PermanentTranscriptionError
 from worker.context import WorkerContext, current
 from worker.merge import merge_chunks, shift_segments
 from worker.writers import render
@@ -70,7 +71,7 @@ def _plan_chunks(ctx: WorkerContext, job_id: str, source: str, tier: Tier) -> li
     plan: list[dict[str, Any]] = []
     max_minutes = policy_for(tier).max_duration_minutes
     with ctx.storage.local_path(source) as path:
-        for chunk in iter_chunks(path, ctx.settings.chunk_seconds):
+        for chunk in iter_chunks(path, ctx.settings.chunk_seconds_for_backend):
             if chunk.end > max_minutes * 60:
                 # Stop decoding at the limit: a ten-hour file must not cost ten hours of decode.
                 ctx.storage.delete_prefix(chunks_prefix(job_id))
@@ -109,6 +110,10 @@ def transcribe_chunk(job_id: str, index: int) -> str:
     try:
         with ctx.storage.local_path(key) as path:
             result = ctx.transcriber.transcribe(path, language)
+    except PermanentTranscriptionError as exc:
+        # A retry would fail the same way: fail the chunk now; the merge fails the job with why.
+        _record_chunk_error(ctx, job_id, index, exc, final=True)
+        return "failed"
     except Exception as exc:
         _record_chunk_error(ctx, job_id, index, exc)
         raise
@@ -130,14 +135,18 @@ def transcribe_chunk(job_id: str, index: int) -> str:
     return "transcribed" if stored else "duplicate"
 
 
-def _record_chunk_error(ctx: WorkerContext, job_id: str, index: int, exc: Exception) -> None:
-    final = _is_last_attempt()
+def _record_chunk_error(
+    ctx: WorkerContext, job_id: str, index: int, exc: Exception, *, final: bool = False
+) -> None:
+    final = final or _is_last_attempt()
+    # A permanent error's message is written for users; anything else keeps its type for context.
+    error = str(exc) if isinstance(exc, PermanentTranscriptionError) else f"{type(exc).__name__}: {exc}"
     with session_scope(ctx.sessions) as session:
         chunks = ChunkRepository(session)
         chunk = chunks.get_by_index(job_id, index)
         if chunk is not None and _open(chunk):
             status = ChunkStatus.FAILED if final else ChunkStatus.PENDING
-            chunks.update(chunk, status=status, error=f"{type(exc).__name__}: {exc}")
+            chunks.update(chunk, status=status, error=error)
     log.warning("chunk.error", job_id=job_id, chunk_index=index, error=str(exc), final=final)
 
 

@@ -28,6 +28,13 @@ class ChunkTranscript:
     language: str | None
 
 
+class PermanentTranscriptionError(Exception):
+    """Retrying cannot help (a rejected API key, audio the provider refuses): fail the chunk now.
+
+    Any other exception a backend raises is taken as transient and the chunk is retried.
+    """
+
+
 class Transcriber(Protocol):
     def transcribe(self, audio: Path, language: str | None) -> ChunkTranscript:
         """Transcribe one 16 kHz mono WAV chunk. `language=None` asks the backend to detect it."""
