@@ -1,22 +1,15 @@
 """The RQ dashboard as an operator sees it: headless Chromium (Debian's `chromium`, driven over the
 DevTools protocol; nothing is downloaded) signs in as an admin on the real service — the launcher,
-the API, two workers, PostgreSQL and Redis — and finds the three queues and the live workers.
-
-The service is started here rather than with tests/e2e/test_service.py's fixtures, which belong to
-that module."""
+the API, two workers, PostgreSQL and Redis — and finds the three queues and the live workers."""
 
 import base64
 import itertools
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +21,11 @@ from websockets.sync.client import ClientConnection, connect
 
 from core.queues import QUEUE_NAMES
 from tests.conftest import ROOT, require_service
+from tests.e2e.support import BOOTSTRAP_KEY, Service, wait_until
 
 pytestmark = pytest.mark.e2e
 
 WORKERS = 2
-BOOTSTRAP_KEY = "vbt_e2edashboard_" + "k" * 32
 EMAIL, PASSWORD = "ops@example.com", "an admin's long passphrase"
 CHROMIUM_FLAGS = [
     "--headless",
@@ -48,71 +41,13 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 # --- the service ---------------------------------------------------------------------------------
 
 
-@dataclass
-class Service:
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def workers_ready(self) -> bool:
-        assert self.process.poll() is None, self.log.read_text()[-3000:]
-        try:
-            return bool(httpx.get(f"{self.url}/health", timeout=2).json()["workers"] == WORKERS)
-        except httpx.HTTPError:
-            return False
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
-def service(
-    tmp_path_factory: pytest.TempPathFactory, postgres_database: str, redis_url: str
-) -> Iterator[Service]:
+def service(service_factory: Callable[..., Service], postgres_database: str, redis_url: str) -> Service:
     Redis.from_url(redis_url).flushdb()
-    data = tmp_path_factory.mktemp("dashboard-service")
-    port = _free_port()
-    environment = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
-    environment |= {
-        "PORT": str(port),
-        "VERBATIM_DATA_DIR": str(data),
-        "VERBATIM_WORKERS": str(WORKERS),
-        "VERBATIM_BOOTSTRAP_API_KEY": BOOTSTRAP_KEY,
-        "DATABASE_URL": postgres_database,
-        "REDIS_URL": redis_url,
-    }
-    log = data / "service.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "scripts.stack"],
-        cwd=ROOT,
-        env=environment,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    service = Service(process, f"http://127.0.0.1:{port}", log)
-    try:
-        wait_until(service.workers_ready, 120, f"the service to start ({log})", 0.5)
-        yield service
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=90) == 0, log.read_text()[-3000:]
+    return service_factory(workers=WORKERS, DATABASE_URL=postgres_database, REDIS_URL=redis_url)
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from sqlalchemy import create_engine, text
 from core.config import Settings
 from scripts.bootstrap import ensure_admin_key
 from tests.conftest import POSTGRES_URL, ROOT, auth, speech
-from tests.e2e.test_service import LONGFORM, free_port, submit, wait_done, wait_until
+from tests.e2e.support import LONGFORM, free_port, submit, wait_done, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -1,0 +1,22 @@
+"""The end-to-end tests' fixtures: services started by the launcher, stopped when the module ends."""
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.e2e.support import Service, start_service, stop
+
+
+@pytest.fixture(scope="module")
+def service_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Service]]:
+    """`service_factory(workers=N, **env)` starts a service; every one started is stopped (SIGTERM,
+    and every process it started must be gone) when the module's tests are done."""
+    started: list[Service] = []
+
+    def start(workers: int, **env: str) -> Service:
+        started.append(start_service(tmp_path_factory.mktemp("service"), workers, **env))
+        return started[-1]
+
+    yield start
+    for service in started:
+        stop(service)
