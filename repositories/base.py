@@ -3,12 +3,21 @@
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from repositories.models import Base
 
 M = TypeVar("M", bound=Base)
+
+
+def seconds_between(
+    session: Session, later: InstrumentedAttribute[Any], earlier: InstrumentedAttribute[Any]
+) -> ColumnElement[Any]:
+    """`later - earlier` in seconds, in SQL. Date arithmetic is where the two databases differ."""
+    if session.get_bind().dialect.name == "sqlite":
+        return (func.julianday(later) - func.julianday(earlier)) * 86400.0
+    return func.extract("epoch", later - earlier)
 
 
 class Repository(Generic[M]):

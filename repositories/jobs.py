@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, delete, func, or_, select, update
 
 from core.enums import JobStatus
-from repositories.base import Repository
+from repositories.base import Repository, seconds_between
 from repositories.models import Job, utcnow
 
 # Jobs whose audio minutes count towards the month's quota: finished work and work in flight.
@@ -96,18 +96,13 @@ class JobRepository(Repository[Job]):
     def completed_figures(self, user_id: str | None) -> tuple[float, float | None]:
         """(audio seconds transcribed, average processing seconds) over completed jobs."""
         stmt = select(
-            func.coalesce(func.sum(Job.audio_duration_seconds), 0.0), func.avg(self._processing_seconds())
+            func.coalesce(func.sum(Job.audio_duration_seconds), 0.0),
+            func.avg(seconds_between(self.session, Job.completed_at, Job.started_at)),
         ).where(Job.status == JobStatus.COMPLETED)
         if user_id is not None:
             stmt = stmt.where(Job.user_id == user_id)
         audio, average = self.session.execute(stmt).one()
         return float(audio), None if average is None else float(average)
-
-    def _processing_seconds(self) -> ColumnElement[Any]:
-        # Date arithmetic is the one place the two databases differ.
-        if self.session.get_bind().dialect.name == "sqlite":
-            return (func.julianday(Job.completed_at) - func.julianday(Job.started_at)) * 86400.0
-        return func.extract("epoch", Job.completed_at - Job.started_at)
 
     def claim_plan(self, job_id: str, *, duration: float, chunks_total: int) -> bool:
         """Record a job's chunk plan unless one is recorded already. True if this call recorded it.

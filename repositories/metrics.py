@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, Float, case, cast, func, literal, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from core.enums import ChunkStatus, JobStatus, Priority
+from repositories.base import seconds_between
 from repositories.models import Chunk, Job
 
 # A column or an expression over columns.
@@ -73,13 +74,13 @@ class MetricsRepository:
     def queue_wait_seconds(self, since: datetime) -> dict[Priority, Histogram]:
         """Created → started (the worker recorded the job's chunk plan), per priority, over jobs
         started since `since`."""
-        value = self._seconds_between(Job.started_at, Job.created_at)
+        value = seconds_between(self.session, Job.started_at, Job.created_at)
         return self._per_priority(value, QUEUE_WAIT_BUCKETS, Job.started_at >= since)
 
     def job_latency_seconds(self, since: datetime) -> dict[Priority, Histogram]:
         """Created → completed, per priority, over jobs completed since `since` (failed and
         canceled jobs are left out: their latency says nothing about the service's speed)."""
-        value = self._seconds_between(Job.completed_at, Job.created_at)
+        value = seconds_between(self.session, Job.completed_at, Job.created_at)
         return self._per_priority(
             value, LATENCY_BUCKETS, Job.status == JobStatus.COMPLETED, Job.completed_at >= since
         )
@@ -90,14 +91,6 @@ class MetricsRepository:
             Chunk.completed_at >= since,
             Chunk.transcribe_seconds.is_not(None),
         )
-
-    def _seconds_between(
-        self, later: InstrumentedAttribute[Any], earlier: InstrumentedAttribute[Any]
-    ) -> ColumnElement[Any]:
-        # Date arithmetic is the one place the two databases differ.
-        if self.session.get_bind().dialect.name == "sqlite":
-            return (func.julianday(later) - func.julianday(earlier)) * 86400.0
-        return func.extract("epoch", later - earlier)
 
     def _histogram(self, value: Expr, bounds: Sequence[float], *where: ColumnElement[bool]) -> Histogram:
         found = self._histograms(value, literal("all"), bounds, *where)
