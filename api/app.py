@@ -14,13 +14,27 @@ from starlette.exceptions import HTTPException
 
 from api.dashboard import mount_dashboard
 from api.metrics import metrics_registry
-from api.routers import admin, admin_jobs, api_keys, auth, health, jobs, metrics, queues, usage
+from api.routers import (
+    admin,
+    admin_jobs,
+    api_keys,
+    auth,
+    downloads,
+    health,
+    jobs,
+    metrics,
+    queues,
+    uploads,
+    usage,
+)
 from api.routers import dashboard as dashboard_routes
+from api.routers import webhooks as webhook_routes
 from core.config import Settings, get_settings
 from core.db import make_engine, make_session_factory
 from core.errors import AppError
 from core.logging import get_logger
 from core.queues import QueueManager
+from core.signing import UrlSigner
 from core.tokens import TokenCodec
 from storage.factory import make_storage
 
@@ -39,6 +53,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         app.state.queues = QueueManager(client, settings)
         app.state.storage = make_storage(settings)
         app.state.tokens = TokenCodec(settings)
+        app.state.signer = UrlSigner(settings)
         app.state.metrics = metrics_registry(
             app.state.sessions, app.state.queues, app.state.storage, settings
         )
@@ -54,6 +69,9 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     for router in (jobs.router, usage.router, queues.router, admin.router, admin_jobs.router, health.router):
         app.include_router(router)
     app.include_router(metrics.router)
+    app.include_router(webhook_routes.router)
+    for router in (uploads.router, downloads.router):
+        app.include_router(router)
     for router in (auth.router, api_keys.router):
         app.include_router(router)
     # The sign-in routes first: the dashboard's mount would otherwise take their paths.

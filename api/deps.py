@@ -13,6 +13,7 @@ from core.config import Settings
 from core.errors import Forbidden, ServiceUnavailable, Unauthorized
 from core.queues import QueueManager
 from core.ratelimit import RateLimiter
+from core.signing import UrlSigner
 from core.tokens import TokenCodec
 from repositories.models import User
 from storage.base import Storage
@@ -71,6 +72,11 @@ def _storage(request: Request) -> Storage:
     return storage
 
 
+def _signer(request: Request) -> UrlSigner:
+    signer: UrlSigner = request.app.state.signer
+    return signer
+
+
 def _queues(request: Request) -> QueueManager:
     queues: QueueManager = request.app.state.queues
     return queues
@@ -96,6 +102,7 @@ UoW = Annotated[UnitOfWork, Depends(_unit_of_work, scope="function")]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 StorageDep = Annotated[Storage, Depends(_storage)]
 QueuesDep = Annotated[QueueManager, Depends(_queues)]
+SignerDep = Annotated[UrlSigner, Depends(_signer)]
 TokensDep = Annotated[TokenCodec, Depends(_tokens)]
 RateLimiterDep = Annotated[RateLimiter, Depends(_rate_limiter)]
 

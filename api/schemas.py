@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from core.enums import ChunkStatus, JobStatus, Priority, Tier
-from repositories.models import Chunk, Job, User
+from core.enums import Backend, ChunkStatus, JobStatus, Mode, Priority, Tier
+from repositories.models import Chunk, Job, User, WebhookEvent, WebhookStatus
 
 if TYPE_CHECKING:
     from api.services import Stats, Usage
@@ -34,8 +34,12 @@ class JobOut(BaseModel):
     status: JobStatus
     priority: Priority
     language: str | None = Field(description="the requested language, or the detected one once known")
+    backend: Backend | None = Field(description="the backend asked for; null: the service's default")
+    mode: Mode
     filename: str
-    size_bytes: int
+    audio_url: str | None = Field(description="where the audio is fetched from, for a job submitted by URL")
+    webhook_url: str | None
+    size_bytes: int = Field(description="0 until the audio of a URL job is fetched")
     audio_duration_seconds: float | None
     progress: Progress
     error: str | None
@@ -51,7 +55,11 @@ class JobOut(BaseModel):
             status=job.status,
             priority=job.priority,
             language=job.language or job.detected_language,
+            backend=job.backend,
+            mode=job.mode,
             filename=job.filename,
+            audio_url=job.source_url,
+            webhook_url=job.webhook_url,
             size_bytes=job.size_bytes,
             audio_duration_seconds=job.audio_duration_seconds,
             progress=Progress(
@@ -97,6 +105,7 @@ class JobStats(BaseModel):
 
 class TierLimits(BaseModel):
     max_priority: Priority
+    backends: list[Backend] = Field(description="backends a job may choose with `backend`")
     max_upload_mb: int
     max_duration_minutes: int
     max_active_jobs: int
@@ -280,3 +289,80 @@ class ApiKeyOut(BaseModel):
 
 class ApiKeyCreated(ApiKeyOut):
     key: str = Field(description="shown once; only a hash is stored")
+
+
+class UploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(min_length=1, max_length=1024, description="only its extension is kept")
+    size: int = Field(gt=0, description="the file's length in bytes")
+    content_type: str | None = Field(default=None, max_length=255)
+
+
+class UploadTicket(BaseModel):
+    upload_url: str = Field(description="send the file's bytes here, as the whole request body")
+    object_key: str = Field(description="pass to `POST /v1/jobs` as `object_key` once uploaded")
+    expires_at: datetime
+    method: Literal["PUT"] = "PUT"
+    headers: dict[str, str] = Field(description="headers to send with the upload")
+
+
+class UploadReceived(BaseModel):
+    object_key: str
+    size: int
+
+
+# --- webhooks ------------------------------------------------------------------------------------
+
+
+class WebhookSecretOut(BaseModel):
+    secret: str = Field(description="`whsec_...`, shown once: verify the `webhook-signature` header with it")
+
+
+class WebhookEndpointIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(max_length=2048, description="where your jobs' webhooks go; null: nowhere")
+
+
+class WebhookEndpointOut(BaseModel):
+    url: str | None = Field(description="the default for jobs submitted without a `webhook_url`")
+    has_secret: bool = Field(description="whether a signing secret exists (it is never shown again)")
+
+    @classmethod
+    def of(cls, user: User) -> "WebhookEndpointOut":
+        return cls(url=user.webhook_url, has_secret=user.webhook_secret is not None)
+
+
+class WebhookAttemptOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    number: int
+    started_at: datetime
+    status_code: int | None = Field(description="the endpoint's answer; null if it gave none")
+    error: str | None = Field(description="why the attempt did not deliver, when the status does not say")
+    duration_ms: int
+
+
+class WebhookEventOut(BaseModel):
+    id: str = Field(description="the `webhook-id` header, the same on every attempt")
+    type: str = Field(description="`job.completed` or `job.failed`")
+    url: str
+    status: WebhookStatus
+    next_attempt_at: datetime | None = Field(description="set while the event is pending")
+    created_at: datetime
+    delivered_at: datetime | None
+    attempts: list[WebhookAttemptOut]
+
+    @classmethod
+    def of(cls, event: WebhookEvent) -> "WebhookEventOut":
+        return cls(
+            id=event.id,
+            type=event.type,
+            url=event.url,
+            status=event.status,
+            next_attempt_at=event.next_attempt_at,
+            created_at=event.created_at,
+            delivered_at=event.delivered_at,
+            attempts=[WebhookAttemptOut.model_validate(a) for a in event.attempt_log],
+        )

@@ -3,16 +3,19 @@
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import PurePosixPath
 
 from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
-from api.upload import ReceivedUpload
+from api.submission import JobOptions, filename_from_url
+from api.upload import ReceivedUpload, safe_extension, safe_filename
 from core.enums import JobStatus, Priority
 from core.errors import (
     BadRequest,
     Conflict,
     Invalid,
+    PayloadTooLarge,
     PaymentRequired,
     ServiceUnavailable,
     TooManyRequests,
@@ -25,8 +28,8 @@ from core.tiers import TierPolicy, policy_for
 from repositories.chunks import CLOSED, ChunkRepository
 from repositories.jobs import JobRepository
 from repositories.models import Job, User
-from storage.base import Storage
-from storage.keys import job_prefix
+from storage.base import InvalidKey, Storage, check_key
+from storage.keys import job_prefix, source_key, uploads_prefix
 
 log = get_logger(__name__)
 
@@ -117,22 +120,70 @@ def create_job(
     job_id: str,
     user: User,
     upload: ReceivedUpload,
-    priority: Priority,
-    language: str | None,
+    options: JobOptions,
     duration: float | None,
 ) -> Job:
     return JobRepository(session).create(
         id=job_id,
         user_id=user.id,
-        priority=priority,
-        language=language,
         filename=upload.filename,
         content_type=upload.content_type,
         size_bytes=upload.size,
         source_key=upload.key,
         # The container's figure reserves the minutes until `prepare` records the decoded length.
         audio_duration_seconds=duration,
+        **_option_columns(options),
     )
+
+
+def create_url_job(
+    session: Session, job_id: str, user: User, url: str, filename: str | None, options: JobOptions
+) -> Job:
+    """A job whose audio the worker fetches first: its size and length are known only then."""
+    name = safe_filename(filename or filename_from_url(url))
+    return JobRepository(session).create(
+        id=job_id,
+        user_id=user.id,
+        filename=name,
+        size_bytes=0,
+        source_key=source_key(job_id, safe_extension(name)),
+        source_url=url,
+        **_option_columns(options),
+    )
+
+
+def _option_columns(options: JobOptions) -> dict[str, object]:
+    return {
+        "priority": options.priority,
+        "language": options.language,
+        "backend": options.backend,
+        "mode": options.mode,
+        "webhook_url": options.webhook_url,
+    }
+
+
+def claim_uploaded_object(
+    storage: Storage, user: User, object_key: str, job_id: str, max_bytes: int
+) -> ReceivedUpload:
+    """Move a direct upload of the caller's to be the job's source (without copying it through here)."""
+    missing = Invalid(
+        f"no uploaded object '{object_key}' of yours: PUT the file to the `upload_url` that "
+        "POST /v1/uploads returned, then submit its `object_key`"
+    )
+    if not object_key.startswith(uploads_prefix(user.id) + "/"):
+        raise missing
+    try:
+        size = storage.size(check_key(object_key))
+    except (FileNotFoundError, InvalidKey):
+        raise missing from None
+    if size > max_bytes:
+        raise PayloadTooLarge(f"the file is larger than the {max_bytes // (1024 * 1024)} MB limit")
+    target = source_key(job_id, safe_extension(object_key))
+    try:
+        storage.move(object_key, target)
+    except FileNotFoundError:  # a concurrent submit of the same object took it first
+        raise missing from None
+    return ReceivedUpload(key=target, filename=PurePosixPath(object_key).name, size=size)
 
 
 def enqueue_or_withdraw(

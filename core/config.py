@@ -62,6 +62,22 @@ class Settings(BaseSettings):
     whisper_threads: int = Field(default=1, ge=0)
     whisper_beam_size: int = Field(default=5, ge=1)
 
+    # The address clients reach the API at, for links it hands out (signed upload and download
+    # URLs of local storage, webhook payloads). Default: http://{host}:{port}.
+    public_url: str | None = None
+    # Lifetimes of the URLs POST /v1/uploads and GET /v1/jobs/{id}/download hand out.
+    upload_url_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    download_url_seconds: int = Field(default=300, ge=10, le=7 * 24 * 3600)
+
+    # Webhooks and URL ingestion reach out to addresses users give. Only public https targets
+    # unless this is set (local use and tests: plain http, loopback and private networks).
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # A delivery is retried with backoff until it is this old, then given up.
+    webhook_retry_hours: float = Field(default=24.0, gt=0)
+    # URL ingestion: the download must finish within this time (the size limit is the tier's).
+    fetch_timeout_seconds: float = Field(default=900.0, gt=0)
+
     bootstrap_api_key: str | None = None
     # Unset outside production: one is made on first use and kept in <data_dir>/jwt_secret.
     jwt_secret: SecretStr | None = None
@@ -128,6 +144,10 @@ class Settings(BaseSettings):
         if self.transcription_backend == "assemblyai":
             return self.assemblyai_chunk_seconds
         return self.chunk_seconds
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def storage_dir(self) -> Path:

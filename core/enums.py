@@ -56,3 +56,17 @@ class TranscriptFormat(StrEnum):
             TranscriptFormat.VTT: "text/vtt; charset=utf-8",
             TranscriptFormat.JSON: "application/json",
         }[self]
+
+
+class Backend(StrEnum):
+    """Where a job's chunks are transcribed."""
+
+    LOCAL = "local"
+    ASSEMBLYAI = "assemblyai"
+
+
+class Mode(StrEnum):
+    """`dialogue` asks the backend to label speakers; `mono` is one voice, no labels."""
+
+    MONO = "mono"
+    DIALOGUE = "dialogue"

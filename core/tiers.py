@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from core.enums import Priority, Tier
+from core.enums import Backend, Priority, Tier
 from core.errors import Forbidden
 
 
@@ -13,6 +13,8 @@ class TierPolicy:
     max_duration_minutes: int
     max_active_jobs: int
     monthly_minutes: int
+    # Backends a job of this tier may ask for by name (the fleet default is always allowed).
+    backends: tuple[Backend, ...] = (Backend.LOCAL,)
 
     @property
     def default_priority(self) -> Priority:
@@ -33,6 +35,7 @@ POLICIES: dict[Tier, TierPolicy] = {
         max_duration_minutes=4 * 60,
         max_active_jobs=10,
         monthly_minutes=3_000,
+        backends=(Backend.LOCAL, Backend.ASSEMBLYAI),
     ),
     Tier.ENTERPRISE: TierPolicy(
         max_priority=Priority.HIGH,
@@ -40,6 +43,7 @@ POLICIES: dict[Tier, TierPolicy] = {
         max_duration_minutes=12 * 60,
         max_active_jobs=100,
         monthly_minutes=100_000,
+        backends=(Backend.LOCAL, Backend.ASSEMBLYAI),
     ),
 }
 
@@ -55,4 +59,15 @@ def resolve_priority(tier: Tier, requested: Priority | None) -> Priority:
         return policy.default_priority
     if requested.rank > policy.max_priority.rank:
         raise Forbidden(f"the {tier.value} tier may use priority up to '{policy.max_priority.value}'")
+    return requested
+
+
+def resolve_backend(tier: Tier, requested: Backend | None) -> Backend | None:
+    """The backend a job asks for by name, if its tier allows it; None leaves it to the fleet."""
+    if requested is None:
+        return None
+    allowed = policy_for(tier).backends
+    if requested not in allowed:
+        names = ", ".join(b.value for b in allowed)
+        raise Forbidden(f"the {tier.value} tier may choose the backend {names}; not '{requested.value}'")
     return requested

@@ -83,6 +83,15 @@ class ChunkRepository(Repository[Chunk]):
         )
         return bool(getattr(result, "rowcount", 0) == 1)
 
+    def remember_transcript(self, job_id: str, index: int, transcript_id: str) -> None:
+        """Store the provider's transcript id of a chunk whose result is not stored yet."""
+        self.session.execute(
+            update(Chunk)
+            .where(Chunk.job_id == job_id, Chunk.chunk_index == index, Chunk.status.not_in(CLOSED))
+            .values(provider_transcript_id=transcript_id)
+            .execution_options(synchronize_session=False)
+        )
+
     def fail(self, chunk: Chunk, error: str) -> None:
         self.update(chunk, status=ChunkStatus.FAILED, error=error)
 

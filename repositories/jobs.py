@@ -4,10 +4,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, delete, func, or_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core.enums import JobStatus
 from repositories.base import Repository, seconds_between
 from repositories.models import Job, utcnow
+from repositories.webhooks import record_job_event
 
 # Jobs whose audio minutes count towards the month's quota: finished work and work in flight.
 # Failed and canceled jobs are not billed.
@@ -123,14 +125,19 @@ class JobRepository(Repository[Job]):
         )
         return bool(getattr(result, "rowcount", 0) == 1)
 
+    def record_download(self, job_id: str, size: int) -> None:
+        """The size of a URL job's audio, known once `prepare` has downloaded it."""
+        self.session.execute(update(Job).where(Job.id == job_id).values(size_bytes=size))
+
     def increment_completed(self, job_id: str) -> None:
         """Atomic in SQL, so concurrent chunk workers never lose an increment."""
         self.session.execute(
             update(Job).where(Job.id == job_id).values(chunks_completed=Job.chunks_completed + 1)
         )
 
-    def complete(self, job: Job, *, text: str, detected_language: str | None) -> None:
-        self.update(
+    def complete(self, job: Job, *, text: str, detected_language: str | None) -> bool:
+        """Complete a job still in the pipeline, and queue its webhook. True if this call did it."""
+        return self._finish(
             job,
             status=JobStatus.COMPLETED,
             transcript_text=text,
@@ -139,8 +146,25 @@ class JobRepository(Repository[Job]):
             error=None,
         )
 
-    def fail(self, job: Job, error: str) -> None:
-        self.update(job, status=JobStatus.FAILED, error=error, completed_at=utcnow())
+    def fail(self, job: Job, error: str) -> bool:
+        """Fail a job still in the pipeline, and queue its webhook. True if this call did it."""
+        return self._finish(job, status=JobStatus.FAILED, error=error, completed_at=utcnow())
+
+    def _finish(self, job: Job, **values: Any) -> bool:
+        """A conditional UPDATE, so that of two concurrent merges exactly one finishes the job; the
+        webhook event is written by that one, in the same transaction (an outbox)."""
+        result = self.session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.status.in_(ACTIVE))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(result, "rowcount", 0) != 1:
+            return False
+        for name, value in values.items():
+            set_committed_value(job, name, value)
+        record_job_event(self.session, job)
+        return True
 
     def cancel(self, job: Job) -> None:
         self.update(job, status=JobStatus.CANCELED, completed_at=utcnow())

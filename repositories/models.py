@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -22,9 +23,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import text as sql_text
 from sqlalchemy.sql.expression import true
 
-from core.enums import ChunkStatus, JobStatus, Priority, Tier
+from core.enums import Backend, ChunkStatus, JobStatus, Mode, Priority, Tier
 
 
 def utcnow() -> datetime:
@@ -85,6 +87,11 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     # Bumped on a password change: tokens carry it, so every older token stops working.
     token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Where webhooks go for jobs submitted without their own `webhook_url`.
+    webhook_url: Mapped[str | None] = mapped_column(String(2048))
+    # In plaintext, unlike passwords and API keys: signing needs the key itself, and an HMAC cannot
+    # be checked against a hash. Never logged; returned only once, by POST /v1/webhooks/secret.
+    webhook_secret: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -117,6 +124,12 @@ class Job(Base):
     content_type: Mapped[str | None] = mapped_column(String(255))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     source_key: Mapped[str] = mapped_column(String(512))
+    # Set for a job submitted by URL: `prepare` downloads it to `source_key` first.
+    source_url: Mapped[str | None] = mapped_column(String(2048))
+    # None: the fleet's default backend (VERBATIM_TRANSCRIPTION_BACKEND) at the time it runs.
+    backend: Mapped[Backend | None] = mapped_column(_enum(Backend))
+    mode: Mapped[Mode] = mapped_column(_enum(Mode), default=Mode.MONO, server_default=Mode.MONO.value)
+    webhook_url: Mapped[str | None] = mapped_column(String(2048))
     audio_duration_seconds: Mapped[float | None] = mapped_column(Float)
     chunks_total: Mapped[int | None] = mapped_column(Integer)
     chunks_completed: Mapped[int] = mapped_column(Integer, default=0)
@@ -149,5 +162,70 @@ class Chunk(Base):
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     transcribe_seconds: Mapped[float | None] = mapped_column(Float)
+    # The provider's id for this chunk's transcript (AssemblyAI): a retry polls it again instead
+    # of uploading and paying for the chunk a second time.
+    provider_transcript_id: Mapped[str | None] = mapped_column(String(100))
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
+class WebhookStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # retried for `VERBATIM_WEBHOOK_RETRY_HOURS`, never accepted
+    DISABLED = "disabled"  # the endpoint answered 410 Gone
+
+
+class WebhookEvent(Base):
+    """The webhook outbox: written in the transaction that finishes the job, sent by the fleet.
+
+    `payload` is the body without its `links`, which the sender adds from its public URL.
+    Deleting the job deletes its events (and their attempts).
+    """
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        # A job completes once: a second `job.completed` would be a bug, so the database refuses it.
+        # (`job.failed` may repeat: a failed job can be retried and fail again.)
+        Index(
+            "uq_webhook_events_job_id_completed",
+            "job_id",
+            unique=True,
+            sqlite_where=sql_text("type = 'job.completed'"),
+            postgresql_where=sql_text("type = 'job.completed'"),
+        ),
+    )
+
+    # The `webhook-id` header: the same on every attempt, so receivers can drop duplicates.
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    type: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[WebhookStatus] = mapped_column(_enum(WebhookStatus), default=WebhookStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Set only while pending, so the index holds just the events still owed.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # A sender's lease: no other sender takes the event before this time.
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    attempt_log: Mapped[list["WebhookAttempt"]] = relationship(
+        lazy="raise", order_by="WebhookAttempt.number", passive_deletes=True
+    )
+
+
+class WebhookAttempt(Base):
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (UniqueConstraint("event_id", "number", name="uq_webhook_attempts_event_id_number"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    event_id: Mapped[str] = mapped_column(ForeignKey("webhook_events.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The endpoint's answer, or why there was none (timeout, refused by the address guard, ...).
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(500))
+    duration_ms: Mapped[int] = mapped_column(Integer)

@@ -30,6 +30,15 @@ class Storage(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def size(self, key: str) -> int:
+        """The object's length in bytes; `FileNotFoundError` if there is none."""
+
+    def move(self, source: str, target: str) -> None:
+        """Give an object a new key without passing its bytes through this process.
+
+        `FileNotFoundError` if `source` is missing; `target` is replaced if it exists.
+        """
+
     def delete(self, key: str) -> None:
         """Remove one object; a missing object is not an error."""
 

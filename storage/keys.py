@@ -1,4 +1,9 @@
-"""Where each object of a job lives. Every object of a job sits under `jobs/{job_id}/`."""
+"""Where each object of a job lives. Every object of a job sits under `jobs/{job_id}/`.
+
+A direct upload waits under `uploads/{user_id}/` until `POST /v1/jobs` moves it into its job.
+"""
+
+import uuid
 
 
 def source_key(job_id: str, extension: str) -> str:
@@ -19,3 +24,12 @@ def transcript_key(job_id: str, fmt: str) -> str:
 
 def job_prefix(job_id: str) -> str:
     return f"jobs/{job_id}"
+
+
+def uploads_prefix(user_id: str) -> str:
+    return f"uploads/{user_id}"
+
+
+def upload_key(user_id: str, extension: str) -> str:
+    """A fresh key for one direct upload; only the (already sanitised) extension comes from the client."""
+    return f"{uploads_prefix(user_id)}/{uuid.uuid4().hex}{extension}"

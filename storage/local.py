@@ -58,6 +58,20 @@ class LocalStorage:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def size(self, key: str) -> int:
+        path = self._path(key)
+        if not path.is_file():
+            raise FileNotFoundError(key)
+        return path.stat().st_size
+
+    def move(self, source: str, target: str) -> None:
+        origin, final = self._path(source), self._path(target)
+        if not origin.is_file():
+            raise FileNotFoundError(source)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        origin.replace(final)  # one rename: both keys live under the same root
+        self._prune(origin.parent)
+
     def delete(self, key: str) -> None:
         path = self._path(key)
         path.unlink(missing_ok=True)

@@ -179,6 +179,22 @@ class S3Storage:
             raise
         return True
 
+    def size(self, key: str) -> int:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=check_key(key))
+        except ClientError as exc:
+            if _is_missing(exc):
+                raise FileNotFoundError(key) from exc
+            raise
+        return int(head["ContentLength"])
+
+    def move(self, source: str, target: str) -> None:
+        # A server-side copy (multipart above the transfer threshold), then the delete: the bytes
+        # never pass through this process.
+        self.size(source)  # FileNotFoundError rather than a bare 404 ClientError
+        self.client.copy({"Bucket": self.bucket, "Key": check_key(source)}, self.bucket, check_key(target))
+        self.client.delete_object(Bucket=self.bucket, Key=source)
+
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=check_key(key))
 
@@ -210,13 +226,25 @@ class S3Storage:
         # HEAD on the bucket: cheap, writes nothing, and fails on bad credentials or a lost bucket.
         self.client.head_bucket(Bucket=self.bucket)
 
-    def presign_get(self, key: str, expires: int = 3600) -> str:
-        """A URL that lets its holder download `key` for `expires` seconds, without credentials."""
-        return str(
-            self.client.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": check_key(key)}, ExpiresIn=expires
-            )
-        )
+    def presign_get(
+        self,
+        key: str,
+        expires: int = 3600,
+        *,
+        download_as: str | None = None,
+        media_type: str | None = None,
+    ) -> str:
+        """A URL that lets its holder download `key` for `expires` seconds, without credentials.
+
+        `download_as` makes S3 answer with `Content-Disposition: attachment` under that file name,
+        and `media_type` overrides the stored Content-Type; both are part of the signature.
+        """
+        params = {"Bucket": self.bucket, "Key": check_key(key)}
+        if download_as is not None:
+            params["ResponseContentDisposition"] = f'attachment; filename="{download_as}"'
+        if media_type is not None:
+            params["ResponseContentType"] = media_type
+        return str(self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires))
 
     def presign_put(self, key: str, expires: int = 3600) -> str:
         """A URL that lets its holder upload `key` (one PUT) for `expires` seconds."""

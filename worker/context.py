@@ -5,17 +5,20 @@ RQ imports task functions by name, so they cannot take these as arguments; the w
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import Settings
 from core.db import make_engine, make_session_factory
+from core.enums import Backend
 from core.queues import QueueManager
 from storage.base import Storage
 from storage.factory import make_storage
-from worker.backends.base import Transcriber
+from worker.backends.base import PermanentTranscriptionError, Transcriber
+
+NO_ASSEMBLYAI_KEY = "this service has no AssemblyAI API key (VERBATIM_ASSEMBLYAI_API_KEY)"
 
 
 @dataclass
@@ -24,15 +27,43 @@ class WorkerContext:
     sessions: sessionmaker[Session]
     storage: Storage
     queues: QueueManager
+    # Builds the fleet default's transcriber (`settings.transcription_backend`).
     transcriber_factory: Callable[[], Transcriber]
     _transcriber: Transcriber | None = None
+    # Transcribers of the other backends, built when a job first names one.
+    _others: dict[Backend, Transcriber] = field(default_factory=dict)
 
     @property
     def transcriber(self) -> Transcriber:
-        """Built on first use, then reused for every chunk this process transcribes."""
+        """The fleet default's: built on first use, then reused for every chunk it transcribes."""
         if self._transcriber is None:
             self._transcriber = self.transcriber_factory()
         return self._transcriber
+
+    @property
+    def default_backend(self) -> Backend:
+        return Backend(self.settings.transcription_backend)
+
+    def backend_for(self, requested: Backend | None) -> Backend:
+        """The backend a job runs on: the one it names, else the fleet default (as of now)."""
+        return requested or self.default_backend
+
+    def transcriber_for(self, backend: Backend) -> Transcriber:
+        """The transcriber of `backend`, built on first use and kept for the life of the process.
+
+        `PermanentTranscriptionError` if this service cannot run that backend (no AssemblyAI key).
+        """
+        if backend == self.default_backend:
+            return self.transcriber
+        if backend not in self._others:
+            self._others[backend] = build_transcriber(self.settings, backend)
+        return self._others[backend]
+
+    def chunk_seconds_for(self, backend: Backend) -> float:
+        """The length `prepare` cuts a job's audio at: its backend's own setting."""
+        if backend == Backend.ASSEMBLYAI:
+            return self.settings.assemblyai_chunk_seconds
+        return self.settings.chunk_seconds
 
 
 _current: WorkerContext | None = None
@@ -67,7 +98,9 @@ def assemblyai_factory(settings: Settings) -> Callable[[], Transcriber]:
     def build() -> Transcriber:
         from worker.backends.assemblyai import AssemblyAI
 
-        assert settings.assemblyai_api_key is not None  # Settings refuses the backend without one
+        if settings.assemblyai_api_key is None:
+            # Only when a job names the backend: Settings refuses it as the fleet default without one.
+            raise PermanentTranscriptionError(NO_ASSEMBLYAI_KEY)
         return AssemblyAI(
             settings.assemblyai_api_key.get_secret_value(),
             base_url=settings.assemblyai_base_url,
@@ -79,10 +112,15 @@ def assemblyai_factory(settings: Settings) -> Callable[[], Transcriber]:
     return build
 
 
-def transcriber_factory(settings: Settings) -> Callable[[], Transcriber]:
-    if settings.transcription_backend == "assemblyai":
+def transcriber_factory(settings: Settings, backend: Backend | None = None) -> Callable[[], Transcriber]:
+    """How to build `backend`'s transcriber (default: the fleet's, `settings.transcription_backend`)."""
+    if (backend or Backend(settings.transcription_backend)) == Backend.ASSEMBLYAI:
         return assemblyai_factory(settings)
     return local_whisper_factory(settings)
+
+
+def build_transcriber(settings: Settings, backend: Backend) -> Transcriber:
+    return transcriber_factory(settings, backend)()
 
 
 def build_context(settings: Settings, redis: Redis) -> WorkerContext:

@@ -23,6 +23,7 @@ from core.queues import QUEUE_NAMES
 from worker.context import WorkerContext, build_context, install
 from worker.fleet import FleetDuties
 from worker.maintenance import FIRST_RUN_SECONDS
+from worker.webhooks import WebhookDeliveries
 
 log = get_logger(__name__)
 
@@ -73,11 +74,16 @@ def serve(context: WorkerContext, args: argparse.Namespace) -> int:
     while True:
         worker = SimpleWorker(queues, connection=redis, serializer=JSONSerializer, name=name)
         duties = FleetDuties(context, worker)
+        # Its own thread: a slow webhook endpoint must not hold up the duties' heartbeat.
+        deliveries = WebhookDeliveries(context.sessions, settings)
         duties.start()
+        deliveries.start()
         try:
             # The scheduler runs on the duties thread, not in a process RQ would fork (see worker.fleet).
             worker.work(with_scheduler=False, burst=args.burst, logging_level=settings.log_level)
         finally:
+            # A burst worker first sends the webhooks its jobs made due; retries are left to the fleet.
+            deliveries.stop(drain=args.burst)
             duties.stop()
         # RQ sets `_stop_requested` only for a SIGTERM that arrives during a task; an idle worker
         # just leaves its loop. The request date is set by every SIGTERM or SIGINT.

@@ -7,13 +7,14 @@ which is what users see.
 """
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from rq import get_current_job
 from sqlalchemy.orm import Session
 
 from core.db import session_scope
-from core.enums import ChunkStatus, Tier, TranscriptFormat
+from core.enums import Backend, ChunkStatus, Mode, Tier, TranscriptFormat
 from core.logging import get_logger
 from core.tiers import policy_for
 from repositories.chunks import CLOSED, UNFINISHED, ChunkRepository
@@ -22,8 +23,14 @@ from repositories.models import Chunk
 from repositories.users import UserRepository
 from storage.keys import chunk_key, chunks_prefix, transcript_key
 from worker.audio import AudioDecodeError, iter_chunks
-from worker.backends.base import PermanentTranscriptionError
+from worker.backends.base import (
+    ChunkTranscript,
+    HostedTranscriber,
+    PermanentTranscriptionError,
+    ProviderTranscriptGone,
+)
 from worker.context import WorkerContext, current
+from worker.ingest import PermanentDownloadError, TransientDownloadError, fetch_source
 from worker.merge import merge_chunks, shift_segments
 from worker.writers import render
 
@@ -37,14 +44,20 @@ def prepare(job_id: str) -> str:
         if job is None or job.status.is_final:
             return "skipped"
         source, priority, planned = job.source_key, job.priority, job.chunks_total is not None
+        url = job.source_url
         tier = _owner_tier(session, job.user_id)
         pending = [c.chunk_index for c in ChunkRepository(session).list_for_job(job_id) if _open(c)]
     if not planned:
         try:
+            if url is not None:
+                fetch_source(ctx, job_id, url, source, tier)
             pending = _plan_chunks(ctx, job_id, source, tier)
-        except (AudioDecodeError, TooLong) as exc:
+        except (AudioDecodeError, TooLong, PermanentDownloadError) as exc:
             fail_job(ctx, job_id, str(exc))
             return "failed"
+        except TransientDownloadError as exc:
+            _fail_job_on_last_attempt(ctx, job_id, str(exc))
+            raise
         except Exception as exc:
             _fail_job_on_last_attempt(ctx, job_id, f"could not prepare the audio: {exc}")
             raise
@@ -70,8 +83,9 @@ def _plan_chunks(ctx: WorkerContext, job_id: str, source: str, tier: Tier) -> li
     """Cut the source into chunk WAVs in storage, then record the plan. Returns the chunk indexes."""
     plan: list[dict[str, Any]] = []
     max_minutes = policy_for(tier).max_duration_minutes
+    seconds = ctx.chunk_seconds_for(_job_backend(ctx, job_id))
     with ctx.storage.local_path(source) as path:
-        for chunk in iter_chunks(path, ctx.settings.chunk_seconds_for_backend):
+        for chunk in iter_chunks(path, seconds):
             if chunk.end > max_minutes * 60:
                 # Stop decoding at the limit: a ten-hour file must not cost ten hours of decode.
                 ctx.storage.delete_prefix(chunks_prefix(job_id))
@@ -97,6 +111,26 @@ def _plan_chunks(ctx: WorkerContext, job_id: str, source: str, tier: Tier) -> li
         return []
 
 
+def _job_backend(ctx: WorkerContext, job_id: str) -> Backend:
+    with session_scope(ctx.sessions) as session:
+        job = JobRepository(session).get(job_id)
+        return ctx.backend_for(job.backend if job is not None else None)
+
+
+@dataclass(frozen=True)
+class ChunkWork:
+    """What transcribing one chunk needs, read from SQL before the slow part."""
+
+    job_id: str
+    index: int
+    audio_key: str
+    language: str | None
+    backend: Backend
+    speakers: bool
+    # The provider's transcript of this chunk, created by an earlier attempt.
+    transcript_id: str | None
+
+
 def transcribe_chunk(job_id: str, index: int) -> str:
     ctx = current()
     with session_scope(ctx.sessions) as session:
@@ -105,11 +139,19 @@ def transcribe_chunk(job_id: str, index: int) -> str:
         if chunk is None or job is None or job.status.is_final or not _open(chunk):
             return "skipped"
         chunks.mark_started(chunk)
-        key, offset, language = chunk.audio_key, chunk.start_seconds, job.language
+        offset = chunk.start_seconds
+        work = ChunkWork(
+            job_id=job_id,
+            index=index,
+            audio_key=chunk.audio_key,
+            language=job.language,
+            backend=ctx.backend_for(job.backend),
+            speakers=job.mode == Mode.DIALOGUE,
+            transcript_id=chunk.provider_transcript_id,
+        )
     started = time.monotonic()
     try:
-        with ctx.storage.local_path(key) as path:
-            result = ctx.transcriber.transcribe(path, language)
+        result = _transcribe(ctx, work)
     except PermanentTranscriptionError as exc:
         # A retry would fail the same way: fail the chunk now; the merge fails the job with why.
         _record_chunk_error(ctx, job_id, index, exc, final=True)
@@ -131,8 +173,49 @@ def transcribe_chunk(job_id: str, index: int) -> str:
         if stored:
             JobRepository(session).increment_completed(job_id)
     event = "chunk.transcribed" if stored else "chunk.duplicate_discarded"
-    log.info(event, job_id=job_id, chunk_index=index, seconds=round(seconds, 3))
+    log.info(event, job_id=job_id, chunk_index=index, backend=work.backend.value, seconds=round(seconds, 3))
     return "transcribed" if stored else "duplicate"
+
+
+def _transcribe(ctx: WorkerContext, work: ChunkWork) -> ChunkTranscript:
+    transcriber = ctx.transcriber_for(work.backend)
+    if isinstance(transcriber, HostedTranscriber):
+        return _transcribe_hosted(ctx, transcriber, work)
+    if work.speakers:
+        raise PermanentTranscriptionError(
+            f"the {work.backend.value} backend cannot label speakers (mode 'dialogue')"
+        )
+    with ctx.storage.local_path(work.audio_key) as path:
+        return transcriber.transcribe(path, work.language)
+
+
+def _transcribe_hosted(
+    ctx: WorkerContext, transcriber: HostedTranscriber, work: ChunkWork
+) -> ChunkTranscript:
+    """Submit the chunk once, and commit the transcript id before waiting for the transcript.
+
+    A retry (a 5xx or a timeout while polling, a worker that died) finds the id and collects that
+    transcript, so the provider bills the chunk once. A transcript that ended in error fails the
+    chunk for good; one the provider no longer knows is submitted again. The one gap: a crash
+    between the provider accepting the transcript and the commit of its id submits the chunk again.
+    """
+    if work.transcript_id is not None:
+        try:
+            return transcriber.collect(work.transcript_id)
+        except ProviderTranscriptGone as exc:
+            log.warning(
+                "chunk.provider_transcript_gone",
+                job_id=work.job_id,
+                chunk_index=work.index,
+                transcript_id=work.transcript_id,
+                error=str(exc),
+            )
+    with ctx.storage.local_path(work.audio_key) as path:
+        transcript_id = transcriber.submit(path, work.language, speakers=work.speakers)
+    with session_scope(ctx.sessions) as session:
+        ChunkRepository(session).remember_transcript(work.job_id, work.index, transcript_id)
+    log.info("chunk.submitted", job_id=work.job_id, chunk_index=work.index, transcript_id=transcript_id)
+    return transcriber.collect(transcript_id)
 
 
 def _record_chunk_error(
@@ -179,7 +262,10 @@ def _merge(ctx: WorkerContext, job_id: str) -> str:
         transcript = merge_chunks(chunks)
         for fmt in TranscriptFormat:
             ctx.storage.put_bytes(transcript_key(job_id, fmt.value), render(transcript, fmt).encode())
-        jobs.complete(job, text=transcript.text, detected_language=transcript.language)
+        if not jobs.complete(job, text=transcript.text, detected_language=transcript.language):
+            # A concurrent merge finished the job first; its transcript files are the same.
+            log.info("merge.duplicate_discarded", job_id=job_id)
+            return "duplicate"
     log.info("job.completed", job_id=job_id, chunks=len(chunks), duration=transcript.duration)
     return "completed"
 

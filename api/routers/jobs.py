@@ -4,16 +4,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
 
 from api import services
 from api.deps import CurrentUser, QueuesDep, SettingsDep, StorageDep, UnitOfWork, UoW
 from api.schemas import ChunkOut, ErrorOut, JobList, JobOut, JobStats
-from api.upload import ReceivedUpload, receive_upload
-from core.enums import JobStatus, Priority, TranscriptFormat
-from core.errors import Conflict, Forbidden, Invalid, NotFound
-from core.languages import LANGUAGES
-from core.tiers import resolve_priority
+from api.submission import JobCreate, checked_url, parse_options
+from api.upload import ReceivedUpload, receive_upload, safe_filename
+from core.config import Settings
+from core.enums import JobStatus, TranscriptFormat
+from core.errors import Conflict, Forbidden, NotFound, PayloadTooLarge
 from repositories.chunks import ChunkRepository
 from repositories.jobs import JobFilter, JobRepository
 from repositories.models import Job, User
@@ -22,12 +24,36 @@ from storage.keys import job_prefix, source_key, transcript_key
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
+MAX_JSON_BYTES = 16 * 1024
+
 _errors: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut} for code in (400, 401, 402, 403, 404, 413, 415, 422, 429, 503)
 }
 
 
-@router.post("", status_code=202, response_model=JobOut, responses=_errors)
+_SUBMIT_BODY = {
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        **{
+                            name: {"type": "string"}
+                            for name in ("language", "priority", "backend", "mode", "webhook_url")
+                        },
+                    },
+                }
+            },
+            "application/json": {"schema": JobCreate.model_json_schema()},
+        }
+    }
+}
+
+
+@router.post("", status_code=202, response_model=JobOut, responses=_errors, openapi_extra=_SUBMIT_BODY)
 async def submit_job(
     request: Request,
     response: Response,
@@ -37,49 +63,82 @@ async def submit_job(
     queues: QueuesDep,
     settings: SettingsDep,
 ) -> JobOut:
-    """Multipart form: `file` (audio or video), optional `language` (e.g. `en`; default: detect)
-    and `priority` (`high|normal|low`; default and ceiling come from your tier)."""
+    """The audio as a multipart `file`, or JSON naming an `object_key` from `POST /v1/uploads` or
+    an `audio_url` to fetch. Options (form fields or JSON members): `language` (e.g. `en`; default:
+    detect), `priority` (`high|normal|low`; default and ceiling from your tier), `backend`
+    (`local|assemblyai`, where your tier allows), `mode` (`mono|dialogue`: label speakers),
+    `webhook_url` (called when the job ends; default: yours from `PUT /v1/webhooks`)."""
     current = await run_in_threadpool(services.check_can_submit, uow.session, user)
     job_id = services.new_job_id()
     max_bytes = min(settings.max_upload_bytes, current.policy.max_upload_mb * 1024 * 1024)
-    upload = await receive_upload(request, storage, lambda ext: source_key(job_id, ext), max_bytes)
-    uow.after_rollback(lambda: storage.delete(upload.key))
-    job = await run_in_threadpool(_accept, uow, storage, job_id, user, upload, current)
+    if _is_json(request):
+        body = await _json_body(request)
+        job = await run_in_threadpool(
+            _accept_json, uow, storage, settings, job_id, user, body, current, max_bytes
+        )
+    else:
+        upload = await receive_upload(request, storage, lambda ext: source_key(job_id, ext), max_bytes)
+        uow.after_rollback(lambda: storage.delete(upload.key))
+        job = await run_in_threadpool(_accept, uow, storage, settings, job_id, user, upload, current)
     uow.after_commit(lambda: services.enqueue_or_withdraw(uow.session, storage, queues, job.id, job.priority))
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return JobOut.of(job)
 
 
+def _is_json(request: Request) -> bool:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
+
+
+async def _json_body(request: Request) -> JobCreate:
+    raw = b""
+    async for data in request.stream():
+        raw += data
+        if len(raw) > MAX_JSON_BYTES:
+            raise PayloadTooLarge("the JSON body is too large")
+    try:
+        return JobCreate.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+
+
 def _accept(
     uow: UnitOfWork,
     storage: Storage,
+    settings: Settings,
     job_id: str,
     user: User,
     upload: ReceivedUpload,
     current: services.Usage,
 ) -> Job:
-    priority = resolve_priority(user.tier, _priority_field(upload.fields.get("priority")))
-    language = _language_field(upload.fields.get("language"))
+    options = parse_options(dict(upload.fields), user, settings)
     duration = services.check_audio(storage, upload).duration_seconds
     services.check_duration(current, duration, user.tier.value)
-    return services.create_job(uow.session, job_id, user, upload, priority, language, duration)
+    return services.create_job(uow.session, job_id, user, upload, options, duration)
 
 
-def _priority_field(raw: str | None) -> Priority | None:
-    if not raw:
-        return None
-    try:
-        return Priority(raw.lower())
-    except ValueError:
-        raise Invalid(f"unknown priority '{raw}': use high, normal or low") from None
-
-
-def _language_field(raw: str | None) -> str | None:
-    if not raw or raw.lower() == "auto":
-        return None
-    if raw.lower() not in LANGUAGES:
-        raise Invalid(f"unknown language '{raw}': use a code such as 'en', or omit it to detect")
-    return raw.lower()
+def _accept_json(
+    uow: UnitOfWork,
+    storage: Storage,
+    settings: Settings,
+    job_id: str,
+    user: User,
+    body: JobCreate,
+    current: services.Usage,
+    max_bytes: int,
+) -> Job:
+    options = parse_options(body.option_fields(), user, settings)
+    if body.audio_url is not None:
+        url = checked_url("audio_url", body.audio_url, settings)
+        assert url is not None
+        return services.create_url_job(uow.session, job_id, user, url, body.filename, options)
+    assert body.object_key is not None
+    upload = services.claim_uploaded_object(storage, user, body.object_key, job_id, max_bytes)
+    uow.after_rollback(lambda: storage.move(upload.key, body.object_key or ""))
+    if body.filename:
+        upload.filename = safe_filename(body.filename)
+    duration = services.check_audio(storage, upload).duration_seconds
+    services.check_duration(current, duration, user.tier.value)
+    return services.create_job(uow.session, job_id, user, upload, options, duration)
 
 
 class JobSort(StrEnum):

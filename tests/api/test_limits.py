@@ -130,6 +130,7 @@ def test_usage_shows_the_months_minutes_and_the_tiers_limits(client, sessions, r
     assert usage["active_jobs"] == 0
     assert usage["limits"] == {
         "max_priority": "normal",
+        "backends": ["local", "assemblyai"],
         "max_upload_mb": 1024,
         "max_duration_minutes": 240,
         "max_active_jobs": 10,

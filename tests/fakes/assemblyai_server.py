@@ -4,9 +4,11 @@ It speaks what the SDK's prerecorded flow calls — `POST /v2/upload`, `POST /v2
 `GET /v2/transcript/{id}` — with the real API's shapes: `authorization` header checked on every
 request (401 `{"error": ...}` otherwise), transcripts that go queued → processing → completed one
 poll at a time, words in milliseconds. What it "hears" is canned: the words of `sentence`, spread
-over the uploaded WAV's duration. An upload that is not a WAV ends its transcript `status=error`
-with the provider's transcoding message. Failures can be injected per route, and every request is
-recorded so tests can count uploads and creates.
+over the uploaded WAV's duration. With `speaker_labels: true` two speakers take turns, a sentence
+each (A, B, A, …): words carry `speaker` and the response has `utterances`. An upload that is not a
+WAV ends its transcript `status=error` with the provider's transcoding message. An unknown
+transcript id is a 400 "Transcript ID not found". Failures can be injected per route, and every
+request is recorded so tests can count uploads and creates.
 """
 
 import io
@@ -25,6 +27,9 @@ JFK = (
     "And so, my fellow Americans, ask not what your country can do for you. "
     "Ask what you can do for your country."
 )
+# The two sentences of `JFK`, which the fake gives to speakers A and B when asked to label them.
+FIRST = "And so, my fellow Americans, ask not what your country can do for you."
+SECOND = "Ask what you can do for your country."
 UNSUPPORTED = (
     "Transcoding failed. File does not appear to contain audio. File type is text/plain (ASCII text)."
 )
@@ -173,12 +178,12 @@ def _spread(texts: list[str], duration: float) -> list[dict[str, Any]]:
 
 
 def _label_speakers(words: list[dict[str, Any]]) -> None:
-    """Speaker A until the first sentence ends, then B: a two-person dialogue."""
+    """A two-person dialogue: A and B take turns, one sentence each."""
     speaker = "A"
     for word in words:
         word["speaker"] = speaker
         if word["text"].endswith((".", "?", "!")):
-            speaker = "B"
+            speaker = "B" if speaker == "A" else "A"
 
 
 def _utterances(words: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -178,3 +178,25 @@ def test_s3_presigned_urls(s3_endpoint, s3_bucket, tmp_path):
     assert b"".join(storage.iter_bytes("jobs/p/source.wav")) == b"uploaded"
     get = httpx.get(storage.presign_get("jobs/p/source.wav", expires=60))
     assert get.status_code == 200 and get.content == b"uploaded"
+
+
+def test_size_and_move(storage):
+    storage.put_bytes("uploads/u1/abc.wav", b"x" * 1234)
+    assert storage.size("uploads/u1/abc.wav") == 1234
+    storage.move("uploads/u1/abc.wav", "jobs/j1/source.wav")
+    assert not storage.exists("uploads/u1/abc.wav")
+    assert storage.size("jobs/j1/source.wav") == 1234
+    assert b"".join(storage.iter_bytes("jobs/j1/source.wav")) == b"x" * 1234
+    assert leftovers(storage) == (
+        ["jobs", "jobs/j1", "jobs/j1/source.wav"]
+        if isinstance(storage, LocalStorage)
+        else ["jobs/j1/source.wav"]
+    )
+
+
+def test_size_and_move_of_a_missing_object(storage):
+    with pytest.raises(FileNotFoundError):
+        storage.size("uploads/u1/none.wav")
+    with pytest.raises(FileNotFoundError):
+        storage.move("uploads/u1/none.wav", "jobs/j1/source.wav")
+    assert leftovers(storage) == []

@@ -1,7 +1,9 @@
-"""The AssemblyAI backend's own behaviour: errors split into permanent and retryable, and the
-pipeline around it (retry on a 5xx, fail without retry on a rejected key). The real SDK talks to
-a fake AssemblyAI server on loopback."""
+"""The AssemblyAI backend's own behaviour: errors split into permanent and retryable, speaker
+labels, a transcript collected again by id; and the pipeline around it (retry on a 5xx without
+paying twice, fail without retry on a rejected key, per-job backends, dialogue jobs). The real SDK
+talks to a fake AssemblyAI server on loopback."""
 
+import json
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,12 +13,16 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from core.enums import ChunkStatus, JobStatus
+from core.db import session_scope
+from core.enums import Backend, ChunkStatus, JobStatus, Mode
+from repositories.chunks import ChunkRepository
+from repositories.jobs import JobRepository
+from storage.keys import transcript_key
 from tests.conftest import create_user, load_job, speech, submit_file
-from tests.fakes.assemblyai_server import INVALID_KEY, UNSUPPORTED, FakeAssemblyAI, serve
-from worker import context
+from tests.fakes.assemblyai_server import FIRST, INVALID_KEY, JFK, SECOND, UNSUPPORTED, FakeAssemblyAI, serve
+from worker import context, tasks
 from worker.backends.assemblyai import AssemblyAI, group_words
-from worker.backends.base import PermanentTranscriptionError, Word
+from worker.backends.base import HostedTranscriber, PermanentTranscriptionError, ProviderTranscriptGone, Word
 
 
 @pytest.fixture
@@ -45,12 +51,35 @@ def test_a_chunk_is_uploaded_created_and_polled_with_the_language(fake, wav):
     assert [r.route for r in fake.requests] == ["upload", "create", "poll", "poll"]
     create = next(r for r in fake.requests if r.route == "create")
     assert create.body["language_code"] == "en" and "language_detection" not in create.body
+    assert "speaker_labels" not in create.body
     assert create.body["audio_url"].startswith(fake.base_url)
-    assert [s.text for s in result.segments] == [
-        "And so, my fellow Americans, ask not what your country can do for you.",
-        "Ask what you can do for your country.",
-    ]
+    assert [s.text for s in result.segments] == [FIRST, SECOND]
+    assert all(s.speaker is None and all(w.speaker is None for w in s.words) for s in result.segments)
     assert aai.settings.base_url == "https://api.assemblyai.com"  # no global SDK state touched
+
+
+def test_speakers_turn_on_speaker_labels_and_label_every_segment_and_word(fake, wav):
+    result = backend(fake).transcribe(wav, "en", speakers=True)
+    assert next(r for r in fake.requests if r.route == "create").body["speaker_labels"] is True
+    assert [(s.speaker, s.text) for s in result.segments] == [("A", FIRST), ("B", SECOND)]
+    assert all(w.speaker == s.speaker for s in result.segments for w in s.words)
+
+
+def test_a_submitted_transcript_is_collected_by_id_without_a_new_upload(fake, wav):
+    transcript_id = backend(fake).submit(wav, "en")
+    assert [r.route for r in fake.requests] == ["upload", "create"]
+    again = backend(fake).collect(transcript_id)  # another instance, as a retry in another process
+    assert [s.text for s in again.segments] == [FIRST, SECOND] and again.language == "en"
+    assert fake.count("upload") == fake.count("create") == 1
+    assert isinstance(backend(fake), HostedTranscriber)
+
+
+def test_collecting_an_unknown_transcript_says_it_is_gone(fake):
+    with pytest.raises(ProviderTranscriptGone, match="no transcript nope"):
+        backend(fake).collect("nope")
+    fake.fail_next("poll", 404)
+    with pytest.raises(ProviderTranscriptGone):
+        backend(fake).collect("nope")
 
 
 def test_no_language_asks_the_api_to_detect_it(fake, wav):
@@ -111,11 +140,13 @@ def user_id(sessions):
     return create_user(sessions)[0]
 
 
-def use_assemblyai(worker_ctx, fake: FakeAssemblyAI, key: str):
+def use_assemblyai(worker_ctx, fake: FakeAssemblyAI, key: str | None, *, default: bool = True):
+    """Point the worker at the fake. `default=False` keeps `local` as the fleet default, so only
+    jobs that name `assemblyai` use it; `key=None` leaves the service without a key."""
     worker_ctx.settings = worker_ctx.settings.model_copy(
         update={
-            "transcription_backend": "assemblyai",
-            "assemblyai_api_key": SecretStr(key),
+            "transcription_backend": "assemblyai" if default else "local",
+            "assemblyai_api_key": SecretStr(key) if key else None,
             "assemblyai_base_url": fake.base_url,
             "assemblyai_poll_seconds": 0.01,
             "assemblyai_chunk_seconds": 4.0,  # several chunks of jfk.flac, so offsets matter
@@ -124,9 +155,30 @@ def use_assemblyai(worker_ctx, fake: FakeAssemblyAI, key: str):
         }
     )
     worker_ctx.queues._settings = worker_ctx.settings
-    worker_ctx.transcriber_factory = context.transcriber_factory(worker_ctx.settings)
-    worker_ctx._transcriber = None
+    if default:
+        worker_ctx.transcriber_factory = context.transcriber_factory(worker_ctx.settings)
+        worker_ctx._transcriber = None
+    worker_ctx._others.clear()
     return worker_ctx
+
+
+def submit(ctx, user_id, *, backend: Backend | None = None, mode: Mode = Mode.MONO) -> str:
+    """jfk.flac as a job with the options the API records for `backend` and `mode`."""
+    job_id = submit_file(ctx, user_id, speech("jfk/jfk.flac"))
+    with session_scope(ctx.sessions) as session:
+        jobs = JobRepository(session)
+        jobs.update(jobs.get(job_id), backend=backend, mode=mode)
+    return job_id
+
+
+def rendered(ctx, job_id: str, fmt: str) -> str:
+    with ctx.storage.open(transcript_key(job_id, fmt)) as f:
+        return str(f.read().decode())
+
+
+def remember(ctx, job_id: str, index: int, transcript_id: str) -> None:
+    with session_scope(ctx.sessions) as session:
+        ChunkRepository(session).remember_transcript(job_id, index, transcript_id)
 
 
 def test_a_job_completes_after_a_provider_5xx_with_words_on_its_timeline(
@@ -158,3 +210,130 @@ def test_a_rejected_key_fails_the_job_without_retrying(worker_ctx, fake, user_id
     assert "chunk 0: AssemblyAI rejected the API key (HTTP 401" in job.error
     assert all(c.status == ChunkStatus.FAILED and c.attempts == 1 for c in chunks)
     assert fake.count("upload") == len(chunks) and fake.count("create") == 0
+
+
+def test_a_failed_poll_is_retried_without_paying_for_the_chunk_again(worker_ctx, fake, user_id, run_worker):
+    ctx = use_assemblyai(worker_ctx, fake, fake.api_key)
+    fake.fail_next("poll", 502)  # chunk 0's first poll, after its transcript was created
+    job_id = submit_file(ctx, user_id, speech("jfk/jfk.flac"))
+    run_worker()
+    job, chunks = load_job(ctx, job_id)
+    assert job.status == JobStatus.COMPLETED, job.error
+    assert len(chunks) >= 2
+    assert [c.attempts for c in chunks] == [2] + [1] * (len(chunks) - 1)
+    # One upload and one transcript per chunk: the retry polled the transcript chunk 0 had made.
+    assert fake.count("upload") == fake.count("create") == len(chunks)
+    ids = [c.provider_transcript_id for c in chunks]
+    assert None not in ids and len(set(ids)) == len(chunks)
+    polled = [r.path.rsplit("/", 1)[-1] for r in fake.requests if r.route == "poll"]
+    assert polled.count(ids[0]) == 3  # the failed poll, then processing, completed
+    assert job.transcript_text == " ".join([JFK] * len(chunks))
+
+
+def test_a_remembered_transcript_the_provider_lost_is_submitted_again(worker_ctx, fake, user_id):
+    ctx = use_assemblyai(worker_ctx, fake, fake.api_key)
+    job_id = submit_file(ctx, user_id, speech("jfk/jfk.flac"))
+    assert tasks.prepare(job_id) == "prepared"
+    remember(ctx, job_id, 0, "deleted-transcript")
+    assert tasks.transcribe_chunk(job_id, 0) == "transcribed"
+    _, chunks = load_job(ctx, job_id)
+    assert chunks[0].status == ChunkStatus.COMPLETED and chunks[0].text == JFK
+    assert chunks[0].provider_transcript_id not in (None, "deleted-transcript")
+    assert [r.route for r in fake.requests] == ["poll", "upload", "create", "poll", "poll"]
+
+
+def test_a_remembered_transcript_that_ended_in_error_fails_the_chunk_for_good(
+    worker_ctx, fake, user_id, tmp_path
+):
+    ctx = use_assemblyai(worker_ctx, fake, fake.api_key)
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("not audio at all")
+    errored = backend(fake).submit(not_audio, "en")
+    job_id = submit_file(ctx, user_id, speech("jfk/jfk.flac"))
+    assert tasks.prepare(job_id) == "prepared"
+    remember(ctx, job_id, 0, errored)
+    assert tasks.transcribe_chunk(job_id, 0) == "failed"
+    _, chunks = load_job(ctx, job_id)
+    assert chunks[0].status == ChunkStatus.FAILED and chunks[0].attempts == 1
+    assert "could not transcribe the audio" in chunks[0].error and UNSUPPORTED in chunks[0].error
+    assert fake.count("upload") == fake.count("create") == 1  # only the one made above
+
+
+# --- per-job backends ----------------------------------------------------------------------------
+
+
+def test_a_job_can_name_assemblyai_while_the_fleet_default_is_local(worker_ctx, fake, user_id, run_worker):
+    ctx = use_assemblyai(worker_ctx, fake, fake.api_key, default=False)
+    hosted = submit(ctx, user_id, backend=Backend.ASSEMBLYAI)
+    local = submit(ctx, user_id)
+    run_worker()
+    job, chunks = load_job(ctx, hosted)
+    assert job.status == JobStatus.COMPLETED, job.error
+    # Cut at AssemblyAI's chunk length (4 s here), transcribed by the fake: its canned words per chunk.
+    assert len(chunks) >= 2 and all(c.end_seconds - c.start_seconds <= 4.5 for c in chunks)
+    assert job.transcript_text == " ".join([JFK] * len(chunks))
+    assert fake.count("create") == len(chunks)
+    local_job, local_chunks = load_job(ctx, local)
+    assert local_job.status == JobStatus.COMPLETED, local_job.error
+    assert len(local_chunks) == 1  # the local chunk length (30 s), and the model's own words
+    assert "country" in local_job.transcript_text.lower() and local_job.transcript_text != JFK
+    assert {c.provider_transcript_id for c in local_chunks} == {None}
+
+
+def test_a_job_can_name_local_while_the_fleet_default_is_assemblyai(worker_ctx, fake, user_id, run_worker):
+    ctx = use_assemblyai(worker_ctx, fake, fake.api_key)
+    job_id = submit(ctx, user_id, backend=Backend.LOCAL)
+    run_worker()
+    job, chunks = load_job(ctx, job_id)
+    assert job.status == JobStatus.COMPLETED, job.error
+    assert len(chunks) == 1 and "country" in job.transcript_text.lower() and job.transcript_text != JFK
+    assert fake.requests == []
+
+
+def test_naming_assemblyai_on_a_service_without_its_key_fails_the_job_at_once(
+    worker_ctx, fake, user_id, run_worker
+):
+    ctx = use_assemblyai(worker_ctx, fake, None, default=False)
+    job_id = submit(ctx, user_id, backend=Backend.ASSEMBLYAI)
+    run_worker()
+    job, chunks = load_job(ctx, job_id)
+    assert job.status == JobStatus.FAILED
+    assert "this service has no AssemblyAI API key (VERBATIM_ASSEMBLYAI_API_KEY)" in job.error
+    assert chunks and all(c.status == ChunkStatus.FAILED and c.attempts == 1 for c in chunks)
+    assert fake.requests == []
+
+
+# --- dialogue ------------------------------------------------------------------------------------
+
+
+def test_a_dialogue_job_names_its_speakers_in_every_format(worker_ctx, fake, user_id, run_worker):
+    ctx = use_assemblyai(worker_ctx, fake, fake.api_key)
+    job_id = submit(ctx, user_id, mode=Mode.DIALOGUE)
+    run_worker()
+    job, chunks = load_job(ctx, job_id)
+    assert job.status == JobStatus.COMPLETED, job.error
+    n = len(chunks)
+    assert n >= 2
+    assert all(r.body["speaker_labels"] is True for r in fake.requests if r.route == "create")
+    # The fake hears the same two-speaker exchange in every chunk; labels are kept per chunk.
+    assert rendered(ctx, job_id, "txt") == f"Speaker A: {FIRST}\nSpeaker B: {SECOND}\n" * n
+    srt = rendered(ctx, job_id, "srt")
+    assert srt.count(f"[Speaker A] {FIRST}\n") == srt.count(f"[Speaker B] {SECOND}\n") == n
+    vtt = rendered(ctx, job_id, "vtt")
+    assert vtt.count(f"<v Speaker A>{FIRST}\n") == vtt.count(f"<v Speaker B>{SECOND}\n") == n
+    body = json.loads(rendered(ctx, job_id, "json"))
+    assert [(u["speaker"], u["text"]) for u in body["utterances"]] == [("A", FIRST), ("B", SECOND)] * n
+    for i, chunk in enumerate(chunks):  # each chunk's two turns sit inside it, on the job's timeline
+        a, b = body["utterances"][2 * i : 2 * i + 2]
+        assert chunk.start_seconds <= a["start"] < a["end"] <= b["start"] < b["end"] <= chunk.end_seconds
+    assert all(w["speaker"] == s["speaker"] for s in body["segments"] for w in s["words"])
+    assert job.transcript_text == " ".join([JFK] * n)
+
+
+def test_a_dialogue_job_on_a_backend_without_speaker_labels_fails_with_why(worker_ctx, user_id, run_worker):
+    job_id = submit(worker_ctx, user_id, mode=Mode.DIALOGUE)  # the API refuses this; the worker too
+    run_worker()
+    job, chunks = load_job(worker_ctx, job_id)
+    assert job.status == JobStatus.FAILED
+    assert "the local backend cannot label speakers" in job.error
+    assert all(c.attempts == 1 for c in chunks)

@@ -15,7 +15,7 @@ from tests.conftest import shared_whisper, speech
 from tests.fakes.assemblyai_server import serve
 from worker.audio import iter_chunks
 from worker.backends.assemblyai import AssemblyAI
-from worker.backends.base import Transcriber
+from worker.backends.base import HostedTranscriber, Transcriber
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +51,16 @@ def test_a_backend_transcribes_a_speech_chunk(backend, speech_chunk, language):
             assert word.text.strip()
     assert all(a.end <= b.start + 0.01 for a, b in pairwise(result.segments))
     assert "country" in " ".join(s.text for s in result.segments).lower()
+
+
+def test_a_hosted_backend_submits_once_and_collects_by_id_with_speakers_when_asked(backend, speech_chunk):
+    if not isinstance(backend, HostedTranscriber):
+        pytest.skip("not a hosted backend: it has no transcript to collect again")
+    audio, _ = speech_chunk
+    plain = backend.transcribe(audio, "en")
+    transcript_id = backend.submit(audio, "en", speakers=True)
+    first, again = backend.collect(transcript_id), backend.collect(transcript_id)
+    assert first == again
+    assert [s.text for s in first.segments] == [s.text for s in plain.segments]
+    assert all(s.speaker and all(w.speaker == s.speaker for w in s.words) for s in first.segments)
+    assert all(s.speaker is None for s in plain.segments)

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -10,6 +10,8 @@ class Word:
     start: float
     end: float
     text: str
+    # The provider's label ("A", "B", …) when speakers were asked for; None otherwise.
+    speaker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,8 @@ class Segment:
     end: float
     text: str
     words: list[Word] = field(default_factory=list)
+    # Set when speakers were asked for: a segment never spans two speakers.
+    speaker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,35 @@ class PermanentTranscriptionError(Exception):
     """
 
 
+class ProviderTranscriptGone(Exception):
+    """The provider no longer knows a transcript id a chunk remembered (deleted, expired, another
+    account's): the chunk has to be submitted again."""
+
+
 class Transcriber(Protocol):
+    """What every backend does: one chunk in, its timed words out, one voice (no speaker labels)."""
+
     def transcribe(self, audio: Path, language: str | None) -> ChunkTranscript:
         """Transcribe one 16 kHz mono WAV chunk. `language=None` asks the backend to detect it."""
+
+
+@runtime_checkable
+class HostedTranscriber(Transcriber, Protocol):
+    """A hosted API that queues work and bills per transcript, and can label speakers.
+
+    Its `transcribe` is `collect(submit(...))`. The pipeline calls the two halves itself and stores
+    the transcript id in between, so a retried chunk (a 5xx or a timeout while polling, a worker that
+    died) collects the transcript it has already paid for instead of submitting the audio again.
+    """
+
+    def submit(self, audio: Path, language: str | None, *, speakers: bool = False) -> str:
+        """Upload the chunk and create its transcript (the billed request); returns the transcript id.
+
+        `speakers=True` asks for speaker labels: `speaker` set on every segment and word.
+        """
+
+    def collect(self, transcript_id: str) -> ChunkTranscript:
+        """Wait for a transcript `submit` created, now or in an earlier attempt, and read it.
+
+        `ProviderTranscriptGone` if the provider does not know the id.
+        """

@@ -1,0 +1,138 @@
+"""Direct uploads: the client sends a large file straight to storage, then submits its key.
+
+`POST /v1/uploads` hands out a URL for one PUT: S3's own presigned URL, or (local storage) an API
+URL signed by core/signing.py, which `PUT /v1/uploads/{token}` below streams into storage. Either
+way the key is the server's (`uploads/{user}/{random}{ext}`), and `POST /v1/jobs {"object_key"}`
+checks its owner and size again before it becomes a job.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+
+import anyio
+from fastapi import APIRouter, Request
+
+from api import services
+from api.deps import CurrentUser, SettingsDep, SignerDep, StorageDep, UoW
+from api.schemas import UploadReceived, UploadRequest, UploadTicket, error_responses
+from api.upload import safe_extension, safe_filename
+from core.config import Settings
+from core.errors import PayloadTooLarge
+from core.logging import get_logger
+from core.signing import Purpose, UrlSigner
+from storage.base import Storage
+from storage.keys import upload_key
+
+log = get_logger(__name__)
+
+router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
+
+# Network chunks are gathered up to this much before each write, so a 1 GB body is not 16,000
+# thread hops; it bounds what one upload holds in memory.
+WRITE_BLOCK = 1 << 20
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=UploadTicket,
+    responses=error_responses(401, 402, 413, 422, 429, 503),
+)
+def create_upload(
+    body: UploadRequest,
+    user: CurrentUser,
+    uow: UoW,
+    storage: StorageDep,
+    settings: SettingsDep,
+    signer: SignerDep,
+) -> UploadTicket:
+    """A URL to PUT one file of `size` bytes to, valid for `VERBATIM_UPLOAD_URL_SECONDS`.
+
+    Send the file as the whole request body (no multipart) with the returned `headers`, then
+    `POST /v1/jobs` with `{"object_key": ...}`. The same limits as a multipart upload apply now
+    (429 active jobs, 402 quota, 413 size) and again when the job is submitted.
+    """
+    current = services.check_can_submit(uow.session, user)
+    max_bytes = min(settings.max_upload_bytes, current.policy.max_upload_mb * 1024 * 1024)
+    if body.size > max_bytes:
+        raise PayloadTooLarge(f"the file is larger than the {max_bytes // (1024 * 1024)} MB limit")
+    key = upload_key(user.id, safe_extension(safe_filename(body.filename)))
+    url, expires_at = _upload_url(storage, signer, settings, key, body.size)
+    log.info("upload.granted", user_id=user.id, key=key, size=body.size)
+    headers = {"Content-Type": body.content_type or "application/octet-stream"}
+    return UploadTicket(upload_url=url, object_key=key, expires_at=expires_at, headers=headers)
+
+
+def _upload_url(
+    storage: Storage, signer: UrlSigner, settings: Settings, key: str, size: int
+) -> tuple[str, datetime]:
+    seconds = settings.upload_url_seconds
+    # A backend with presigned URLs of its own (S3) takes the bytes itself. A plain presigned PUT
+    # cannot bound the body's length, so `POST /v1/jobs` checks the stored size before use.
+    presign_put = getattr(storage, "presign_put", None)
+    if presign_put is not None:
+        expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=seconds)
+        return str(presign_put(key, seconds)), expires_at
+    token, expires_at = signer.sign(Purpose.UPLOAD, {"k": key, "n": size}, seconds)
+    return f"{settings.base_url}/v1/uploads/{token}", expires_at
+
+
+_RAW_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+@router.put(
+    "/{token}",
+    response_model=UploadReceived,
+    responses=error_responses(403, 413, 503),
+    openapi_extra=_RAW_BODY,
+)
+async def receive_signed_upload(
+    token: str, request: Request, storage: StorageDep, signer: SignerDep
+) -> UploadReceived:
+    """The upload URL of local storage: the request body is the file. No Authorization header:
+    the signed token is the credential. At most the size given to `POST /v1/uploads`; a body
+    over it is refused with 413 and nothing is kept."""
+    grant = signer.verify(Purpose.UPLOAD, token)
+    key, limit = str(grant["k"]), int(grant["n"])
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is larger than the {limit} bytes this upload URL was made for")
+    size = await _store_stream(storage, key, _blocks(request.stream(), limit))
+    log.info("upload.received", key=key, size=size)
+    return UploadReceived(object_key=key, size=size)
+
+
+async def _blocks(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """The body in blocks of about WRITE_BLOCK bytes; PayloadTooLarge as soon as it passes `limit`."""
+    block, total = bytearray(), 0
+    async for data in stream:
+        total += len(data)
+        if total > limit:
+            raise PayloadTooLarge(f"the body is larger than the {limit} bytes this upload URL was made for")
+        block += data
+        if len(block) >= WRITE_BLOCK:
+            yield bytes(block)
+            block.clear()
+    if block:
+        yield bytes(block)
+
+
+async def _store_stream(storage: Storage, key: str, blocks: AsyncIterator[bytes]) -> int:
+    """Write the blocks to `key` in a worker thread; on any error the writer leaves nothing stored."""
+    stack = ExitStack()
+    writer = await anyio.to_thread.run_sync(stack.enter_context, storage.writer(key))
+    size = 0
+    try:
+        async for block in blocks:
+            size += await anyio.to_thread.run_sync(writer.write, block)
+    except BaseException as exc:
+        await anyio.to_thread.run_sync(stack.__exit__, type(exc), exc, exc.__traceback__)
+        raise
+    await anyio.to_thread.run_sync(stack.close)
+    return size
