@@ -10,13 +10,13 @@ from pathlib import PurePosixPath
 from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
-from core.netguard import UnsafeUrl, check_url
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.config import Settings
 from core.enums import Backend, Mode, Priority
 from core.errors import Invalid
 from core.languages import LANGUAGES
+from core.netguard import UnsafeUrl, check_url
 from core.tiers import resolve_backend, resolve_priority
 from repositories.models import User
 
