@@ -28,8 +28,9 @@ from core.tiers import TierPolicy, policy_for
 from repositories.chunks import CLOSED, ChunkRepository
 from repositories.jobs import JobRepository
 from repositories.models import Job, User
+from repositories.uploads import UploadRepository
 from storage.base import InvalidKey, Storage, check_key
-from storage.keys import job_prefix, source_key, uploads_prefix
+from storage.keys import job_prefix, source_key
 
 log = get_logger(__name__)
 
@@ -163,14 +164,17 @@ def _option_columns(options: JobOptions) -> dict[str, object]:
 
 
 def claim_uploaded_object(
-    storage: Storage, user: User, object_key: str, job_id: str, max_bytes: int
+    session: Session, storage: Storage, user: User, object_key: str, job_id: str, max_bytes: int
 ) -> ReceivedUpload:
-    """Move a direct upload of the caller's to be the job's source (without copying it through here)."""
+    """Move a direct upload of the caller's to be the job's source (without copying it through here).
+
+    The upload's row goes in the request's transaction: a refused submission keeps it (and the
+    caller's object), a job takes it once."""
     missing = Invalid(
         f"no uploaded object '{object_key}' of yours: PUT the file to the `upload_url` that "
         "POST /v1/uploads returned, then submit its `object_key`"
     )
-    if not object_key.startswith(uploads_prefix(user.id) + "/"):
+    if UploadRepository(session).claim(object_key, user.id) is None:
         raise missing
     try:
         size = storage.size(check_key(object_key))

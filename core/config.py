@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.enums import Backend
+
 MIN_JWT_SECRET_LENGTH = 32
 
 
@@ -55,7 +57,7 @@ class Settings(BaseSettings):
     assemblyai_api_key: SecretStr | None = None
     assemblyai_base_url: str = "https://api.assemblyai.com"
     # AssemblyAI bills and queues per request, so its chunks are minutes long, not seconds.
-    assemblyai_chunk_seconds: float = Field(default=600.0, gt=1)
+    assemblyai_chunk_minutes: float = Field(default=10.0, gt=0.02)
     assemblyai_poll_seconds: float = Field(default=3.0, gt=0)
     whisper_model: str = Field(default_factory=_bundled_model_path)
     whisper_compute_type: str = "int8"
@@ -138,11 +140,10 @@ class Settings(BaseSettings):
             )
         return self
 
-    @property
-    def chunk_seconds_for_backend(self) -> float:
-        """The chunk length `prepare` cuts at: the configured backend's own setting."""
-        if self.transcription_backend == "assemblyai":
-            return self.assemblyai_chunk_seconds
+    def chunk_seconds_for(self, backend: Backend) -> float:
+        """The length `prepare` cuts a job's audio at: its backend's own setting."""
+        if backend == Backend.ASSEMBLYAI:
+            return self.assemblyai_chunk_minutes * 60
         return self.chunk_seconds
 
     @property

@@ -229,3 +229,19 @@ class WebhookAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(String(500))
     duration_ms: Mapped[int] = mapped_column(Integer)
+
+
+class Upload(Base):
+    """A direct upload granted by `POST /v1/uploads` and not yet submitted as a job.
+
+    `POST /v1/jobs {"object_key"}` claims (deletes) the row as it moves the object into the job;
+    retention deletes rows and objects left unclaimed well past their URL's expiry.
+    """
+
+    __tablename__ = "uploads"
+
+    key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -59,12 +59,6 @@ class WorkerContext:
             self._others[backend] = build_transcriber(self.settings, backend)
         return self._others[backend]
 
-    def chunk_seconds_for(self, backend: Backend) -> float:
-        """The length `prepare` cuts a job's audio at: its backend's own setting."""
-        if backend == Backend.ASSEMBLYAI:
-            return self.settings.assemblyai_chunk_seconds
-        return self.settings.chunk_seconds
-
 
 _current: WorkerContext | None = None
 

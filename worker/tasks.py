@@ -83,7 +83,7 @@ def _plan_chunks(ctx: WorkerContext, job_id: str, source: str, tier: Tier) -> li
     """Cut the source into chunk WAVs in storage, then record the plan. Returns the chunk indexes."""
     plan: list[dict[str, Any]] = []
     max_minutes = policy_for(tier).max_duration_minutes
-    seconds = ctx.chunk_seconds_for(_job_backend(ctx, job_id))
+    seconds = ctx.settings.chunk_seconds_for(_job_backend(ctx, job_id))
     with ctx.storage.local_path(source) as path:
         for chunk in iter_chunks(path, seconds):
             if chunk.end > max_minutes * 60:

@@ -132,7 +132,7 @@ def _accept_json(
         assert url is not None
         return services.create_url_job(uow.session, job_id, user, url, body.filename, options)
     assert body.object_key is not None
-    upload = services.claim_uploaded_object(storage, user, body.object_key, job_id, max_bytes)
+    upload = services.claim_uploaded_object(uow.session, storage, user, body.object_key, job_id, max_bytes)
     uow.after_rollback(lambda: storage.move(upload.key, body.object_key or ""))
     if body.filename:
         upload.filename = safe_filename(body.filename)

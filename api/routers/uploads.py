@@ -12,15 +12,19 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session, sessionmaker
 
 from api import services
 from api.deps import CurrentUser, SettingsDep, SignerDep, StorageDep, UoW
 from api.schemas import UploadReceived, UploadRequest, UploadTicket, error_responses
 from api.upload import safe_extension, safe_filename
 from core.config import Settings
-from core.errors import PayloadTooLarge
+from core.db import session_scope
+from core.errors import Conflict, PayloadTooLarge
 from core.logging import get_logger
 from core.signing import Purpose, UrlSigner
+from repositories.uploads import UploadRepository
 from storage.base import Storage
 from storage.keys import upload_key
 
@@ -59,6 +63,7 @@ def create_upload(
         raise PayloadTooLarge(f"the file is larger than the {max_bytes // (1024 * 1024)} MB limit")
     key = upload_key(user.id, safe_extension(safe_filename(body.filename)))
     url, expires_at = _upload_url(storage, signer, settings, key, body.size)
+    UploadRepository(uow.session).create(key=key, user_id=user.id, size=body.size, expires_at=expires_at)
     log.info("upload.granted", user_id=user.id, key=key, size=body.size)
     headers = {"Content-Type": body.content_type or "application/octet-stream"}
     return UploadTicket(upload_url=url, object_key=key, expires_at=expires_at, headers=headers)
@@ -89,7 +94,7 @@ _RAW_BODY = {
 @router.put(
     "/{token}",
     response_model=UploadReceived,
-    responses=error_responses(403, 413, 503),
+    responses=error_responses(403, 409, 413, 503),
     openapi_extra=_RAW_BODY,
 )
 async def receive_signed_upload(
@@ -100,12 +105,21 @@ async def receive_signed_upload(
     over it is refused with 413 and nothing is kept."""
     grant = signer.verify(Purpose.UPLOAD, token)
     key, limit = str(grant["k"]), int(grant["n"])
+    if not await run_in_threadpool(_still_granted, request.app.state.sessions, key):
+        # Submitted already (or swept): a second PUT would leave an object nothing refers to.
+        raise Conflict("this upload was already submitted as a job; ask POST /v1/uploads for a new URL")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body is larger than the {limit} bytes this upload URL was made for")
     size = await _store_stream(storage, key, _blocks(request.stream(), limit))
     log.info("upload.received", key=key, size=size)
     return UploadReceived(object_key=key, size=size)
+
+
+def _still_granted(sessions: sessionmaker[Session], key: str) -> bool:
+    # A session of its own, closed before the body is read: no connection is held for the upload.
+    with session_scope(sessions) as session:
+        return UploadRepository(session).get(key) is not None
 
 
 async def _blocks(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:

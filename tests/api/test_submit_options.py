@@ -1,18 +1,25 @@
 """`POST /v1/jobs` options (backend, mode, webhook_url) and the JSON sources (object_key, audio_url)."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from pydantic import SecretStr
 
 from core.config import Settings
+from core.db import session_scope
 from core.enums import Tier
+from repositories.uploads import UploadRepository
 from storage.factory import make_storage
 from tests.api.test_jobs_flow import submit
 from tests.conftest import auth, create_user, speech
 
 
-def put_upload(settings: Settings, user_id: str, name: str, data: bytes) -> str:
-    """What a client's PUT to a presigned URL leaves behind: an object under the caller's uploads."""
+def put_upload(settings: Settings, sessions, user_id: str, name: str, data: bytes) -> str:
+    """What `POST /v1/uploads` and the client's PUT leave behind: the grant and the object."""
     key = f"uploads/{user_id}/{name}"
+    with session_scope(sessions) as session:
+        expires_at = datetime.now(UTC) + timedelta(hours=1)
+        UploadRepository(session).create(key=key, user_id=user_id, size=len(data), expires_at=expires_at)
     make_storage(settings).put_bytes(key, data)
     return key
 
@@ -23,7 +30,7 @@ def jobs_of(client, key):
 
 def test_a_direct_upload_becomes_the_jobs_source(client, sessions, settings, run_worker):
     user_id, key = create_user(sessions, Tier.PRO)
-    object_key = put_upload(settings, user_id, "0a1b2c.flac", speech("jfk/jfk.flac").read_bytes())
+    object_key = put_upload(settings, sessions, user_id, "0a1b2c.flac", speech("jfk/jfk.flac").read_bytes())
 
     response = client.post(
         "/v1/jobs", headers=auth(key), json={"object_key": object_key, "filename": "speech.flac"}
@@ -49,7 +56,7 @@ def test_a_direct_upload_becomes_the_jobs_source(client, sessions, settings, run
 def test_another_users_upload_cannot_be_claimed(client, sessions, settings):
     alice_id, _ = create_user(sessions, Tier.PRO)
     _, bob = create_user(sessions, Tier.PRO)
-    object_key = put_upload(settings, alice_id, "abc.flac", speech("jfk/jfk.flac").read_bytes())
+    object_key = put_upload(settings, sessions, alice_id, "abc.flac", speech("jfk/jfk.flac").read_bytes())
 
     for candidate in (object_key, f"uploads/{alice_id}/../{alice_id}/abc.flac", "jobs/x/source.flac"):
         response = client.post("/v1/jobs", headers=auth(bob), json={"object_key": candidate})
@@ -61,7 +68,7 @@ def test_another_users_upload_cannot_be_claimed(client, sessions, settings):
 
 def test_a_refused_upload_stays_where_it_was(client, sessions, settings):
     user_id, key = create_user(sessions, Tier.PRO)
-    object_key = put_upload(settings, user_id, "notes.mp3", b"this is not audio\n" * 100)
+    object_key = put_upload(settings, sessions, user_id, "notes.mp3", b"this is not audio\n" * 100)
 
     response = client.post("/v1/jobs", headers=auth(key), json={"object_key": object_key})
 
@@ -75,7 +82,7 @@ def test_a_refused_upload_stays_where_it_was(client, sessions, settings):
 def test_an_upload_over_the_tier_limit_is_refused(client, sessions, settings):
     user_id, key = create_user(sessions, Tier.PRO)
     # The test settings cap uploads at 5 MB.
-    object_key = put_upload(settings, user_id, "big.wav", b"\0" * (6 * 1024 * 1024))
+    object_key = put_upload(settings, sessions, user_id, "big.wav", b"\0" * (6 * 1024 * 1024))
 
     response = client.post("/v1/jobs", headers=auth(key), json={"object_key": object_key})
 

@@ -3,22 +3,26 @@ the key. Local storage (a URL the API signs and serves) and S3 (a presigned URL 
 moto's server) run the same flow; the signed-URL checks are local storage's own."""
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import anyio
 import httpx
 import pytest
+from sqlalchemy import select
 
 from api.routers import uploads
 from core import signing
+from core.db import session_scope
 from core.enums import JobStatus, Priority, Tier
 from core.errors import PayloadTooLarge
 from core.signing import Purpose
 from repositories.jobs import JobRepository
+from repositories.models import Upload
 from storage.factory import make_storage
 from storage.local import LocalStorage
 from tests.conftest import auth, create_user, speech
 from tests.storage.test_contract import leftovers
+from worker import maintenance
 
 MB = 1024 * 1024
 
@@ -278,3 +282,40 @@ def test_limits_are_checked_before_a_url_is_given(client, sessions, settings):
     assert busy.status_code == 429, busy.text
     assert busy.headers["retry-after"]
     assert nothing_stored(settings)
+
+
+def test_a_url_already_submitted_takes_no_more_bytes(client, sessions, settings):
+    _, key = create_user(sessions, Tier.PRO)
+    audio = speech("jfk/jfk.flac").read_bytes()
+    granted = ticket(client, key, "jfk.flac", len(audio)).json()
+    assert put(client, settings, granted, audio).status_code == 200
+    submitted = client.post("/v1/jobs", headers=auth(key), json={"object_key": granted["object_key"]})
+    job_id = submitted.json()["id"]
+
+    again = put(client, settings, granted, audio)
+
+    assert again.status_code == 409, again.text
+    assert "already submitted" in again.json()["detail"]
+    assert stored(settings) == [f"jobs/{job_id}/source.flac"]
+
+
+def test_uploads_never_submitted_are_swept_a_day_after_their_url_expired(
+    client, sessions, settings, worker_ctx, monkeypatch
+):
+    _, key = create_user(sessions, Tier.PRO)
+    granted = [ticket(client, key, "a.flac", 3).json() for _ in range(2)]
+    for grant in granted:
+        assert put(client, settings, grant, b"abc").status_code == 200
+    # The first one's URL expired more than a day ago; the second is fresh.
+    with session_scope(sessions) as session:
+        stale = session.get(Upload, granted[0]["object_key"])
+        assert stale is not None
+        stale.expires_at = datetime.now(UTC) - maintenance.UPLOAD_GRACE - timedelta(minutes=1)
+
+    assert maintenance.sweep_uploads(worker_ctx) == 1
+
+    assert stored(settings) == [granted[1]["object_key"]]
+    with session_scope(sessions) as session:
+        assert list(session.scalars(select(Upload.key))) == [granted[1]["object_key"]]
+    submitted = client.post("/v1/jobs", headers=auth(key), json={"object_key": granted[0]["object_key"]})
+    assert submitted.status_code == 422

@@ -149,7 +149,7 @@ def use_assemblyai(worker_ctx, fake: FakeAssemblyAI, key: str | None, *, default
             "assemblyai_api_key": SecretStr(key) if key else None,
             "assemblyai_base_url": fake.base_url,
             "assemblyai_poll_seconds": 0.01,
-            "assemblyai_chunk_seconds": 4.0,  # several chunks of jfk.flac, so offsets matter
+            "assemblyai_chunk_minutes": 4 / 60,  # several chunks of jfk.flac, so offsets matter
             "task_retries": 1,
             "retry_backoff_seconds": [0],
         }
