@@ -116,6 +116,21 @@ def duration_message(duration: float, max_minutes: int, tier: str) -> str:
     )
 
 
+def accept_stored_audio(
+    session: Session,
+    storage: Storage,
+    job_id: str,
+    user: User,
+    upload: ReceivedUpload,
+    options: JobOptions,
+    current: Usage,
+) -> Job:
+    """Audio already in storage becomes a job, if it decodes and fits the tier's limits."""
+    duration = check_audio(storage, upload).duration_seconds
+    check_duration(current, duration, user.tier.value)
+    return create_job(session, job_id, user, upload, options, duration)
+
+
 def create_job(
     session: Session,
     job_id: str,

@@ -91,12 +91,11 @@ def stream_following_redirects(
 ) -> Iterator[httpx.Response]:
     """GET `url` with a `guarded_client`, following redirects one checked hop at a time.
 
-    Each hop's URL is checked before it is requested (and its addresses when the client connects).
+    The client's transport checks each hop's URL before it is sent, and its addresses as it connects.
     Yields the final response with its body not yet read. `httpx.TooManyRedirects` past
     `max_redirects`; `UnsafeUrl` as soon as a hop is refused.
     """
     for _ in range(max_redirects + 1):
-        _check_target(_parse(url), allow_private=allow_private)
         response = client.send(client.build_request("GET", url), stream=True)
         location = response.headers.get("location")
         if response.status_code not in REDIRECT_STATUSES or not location:

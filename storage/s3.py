@@ -46,6 +46,17 @@ def _is_missing(exc: ClientError) -> bool:
     return str(exc.response.get("Error", {}).get("Code")) in _MISSING
 
 
+@contextmanager
+def _missing_as_not_found(key: str) -> Iterator[None]:
+    """S3's "no such key" as the contract's `FileNotFoundError`; other errors as they are."""
+    try:
+        yield
+    except ClientError as exc:
+        if _is_missing(exc):
+            raise FileNotFoundError(key) from exc
+        raise
+
+
 class _MultipartWriter:
     """Buffers one part; past that, streams parts of a multipart upload it starts on demand."""
 
@@ -142,12 +153,8 @@ class S3Storage:
 
     @contextmanager
     def open(self, key: str) -> Iterator[BinaryIO]:
-        try:
+        with _missing_as_not_found(key):
             response = self.client.get_object(Bucket=self.bucket, Key=check_key(key))
-        except ClientError as exc:
-            if _is_missing(exc):
-                raise FileNotFoundError(key) from exc
-            raise
         body = response["Body"]
         try:
             yield cast(BinaryIO, body)
@@ -180,19 +187,16 @@ class S3Storage:
         return True
 
     def size(self, key: str) -> int:
-        try:
+        with _missing_as_not_found(key):
             head = self.client.head_object(Bucket=self.bucket, Key=check_key(key))
-        except ClientError as exc:
-            if _is_missing(exc):
-                raise FileNotFoundError(key) from exc
-            raise
         return int(head["ContentLength"])
 
     def move(self, source: str, target: str) -> None:
         # A server-side copy (multipart above the transfer threshold), then the delete: the bytes
         # never pass through this process.
-        self.size(source)  # FileNotFoundError rather than a bare 404 ClientError
-        self.client.copy({"Bucket": self.bucket, "Key": check_key(source)}, self.bucket, check_key(target))
+        origin = {"Bucket": self.bucket, "Key": check_key(source)}
+        with _missing_as_not_found(source):
+            self.client.copy(origin, self.bucket, check_key(target))
         self.client.delete_object(Bucket=self.bucket, Key=source)
 
     def delete(self, key: str) -> None:

@@ -44,14 +44,14 @@ def prepare(job_id: str) -> str:
         if job is None or job.status.is_final:
             return "skipped"
         source, priority, planned = job.source_key, job.priority, job.chunks_total is not None
-        url = job.source_url
+        url, chunk_seconds = job.source_url, ctx.settings.chunk_seconds_for(ctx.backend_for(job.backend))
         tier = _owner_tier(session, job.user_id)
         pending = [c.chunk_index for c in ChunkRepository(session).list_for_job(job_id) if _open(c)]
     if not planned:
         try:
             if url is not None:
                 fetch_source(ctx, job_id, url, source, tier)
-            pending = _plan_chunks(ctx, job_id, source, tier)
+            pending = _plan_chunks(ctx, job_id, source, tier, chunk_seconds)
         except (AudioDecodeError, TooLong, PermanentDownloadError) as exc:
             fail_job(ctx, job_id, str(exc))
             return "failed"
@@ -79,13 +79,12 @@ def _owner_tier(session: Session, user_id: str) -> Tier:
     return user.tier if user is not None else Tier.FREE
 
 
-def _plan_chunks(ctx: WorkerContext, job_id: str, source: str, tier: Tier) -> list[int]:
+def _plan_chunks(ctx: WorkerContext, job_id: str, source: str, tier: Tier, chunk_seconds: float) -> list[int]:
     """Cut the source into chunk WAVs in storage, then record the plan. Returns the chunk indexes."""
     plan: list[dict[str, Any]] = []
     max_minutes = policy_for(tier).max_duration_minutes
-    seconds = ctx.settings.chunk_seconds_for(_job_backend(ctx, job_id))
     with ctx.storage.local_path(source) as path:
-        for chunk in iter_chunks(path, seconds):
+        for chunk in iter_chunks(path, chunk_seconds):
             if chunk.end > max_minutes * 60:
                 # Stop decoding at the limit: a ten-hour file must not cost ten hours of decode.
                 ctx.storage.delete_prefix(chunks_prefix(job_id))
@@ -109,12 +108,6 @@ def _plan_chunks(ctx: WorkerContext, job_id: str, source: str, tier: Tier) -> li
             return list(range(len(plan)))
         # A concurrent run recorded the same plan first; it also enqueues the chunks.
         return []
-
-
-def _job_backend(ctx: WorkerContext, job_id: str) -> Backend:
-    with session_scope(ctx.sessions) as session:
-        job = JobRepository(session).get(job_id)
-        return ctx.backend_for(job.backend if job is not None else None)
 
 
 @dataclass(frozen=True)

@@ -111,9 +111,7 @@ def _accept(
     current: services.Usage,
 ) -> Job:
     options = parse_options(dict(upload.fields), user, settings)
-    duration = services.check_audio(storage, upload).duration_seconds
-    services.check_duration(current, duration, user.tier.value)
-    return services.create_job(uow.session, job_id, user, upload, options, duration)
+    return services.accept_stored_audio(uow.session, storage, job_id, user, upload, options, current)
 
 
 def _accept_json(
@@ -136,9 +134,7 @@ def _accept_json(
     uow.after_rollback(lambda: storage.move(upload.key, body.object_key or ""))
     if body.filename:
         upload.filename = safe_filename(body.filename)
-    duration = services.check_audio(storage, upload).duration_seconds
-    services.check_duration(current, duration, user.tier.value)
-    return services.create_job(uow.session, job_id, user, upload, options, duration)
+    return services.accept_stored_audio(uow.session, storage, job_id, user, upload, options, current)
 
 
 class JobSort(StrEnum):
