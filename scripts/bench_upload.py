@@ -48,7 +48,7 @@ from core.db import make_engine, make_session_factory, session_scope
 from core.enums import Tier
 from core.security import new_api_key
 from repositories.users import ApiKeyRepository, UserRepository
-from scripts.processes import free_port, spawn, start_redis, terminate, wait_for
+from scripts.processes import free_port, spawn, start_redis, status_kib, terminate, wait_for
 from scripts.stack import migrate
 
 MB = 1024 * 1024
@@ -93,13 +93,6 @@ def read_blocks(path: Path) -> Iterator[bytes]:
 # --- the API's memory -------------------------------------------------------------------------
 
 
-def _status_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/{pid}/status")
-
-
 class MemoryProbe:
     """The peak RSS of one process over a window: the highest 50 ms sample, and VmHWM where the
     kernel lets us reset it (writing 5 to clear_refs), so a spike between samples is not missed."""
@@ -112,11 +105,11 @@ class MemoryProbe:
         self._thread: threading.Thread | None = None
 
     def rss_mib(self) -> float:
-        return _status_kib(self.pid, "VmRSS") / 1024
+        return status_kib(self.pid, "VmRSS") / 1024
 
     def _sample(self) -> None:
         while not self._stop.wait(SAMPLE_SECONDS):
-            self._peak_kib = max(self._peak_kib, _status_kib(self.pid, "VmRSS"))
+            self._peak_kib = max(self._peak_kib, status_kib(self.pid, "VmRSS"))
 
     @contextmanager
     def window(self) -> Iterator[None]:
@@ -125,7 +118,7 @@ class MemoryProbe:
             self._hwm_reset = True
         except OSError:
             self._hwm_reset = False
-        self._peak_kib = _status_kib(self.pid, "VmRSS")
+        self._peak_kib = status_kib(self.pid, "VmRSS")
         self._stop.clear()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -138,7 +131,7 @@ class MemoryProbe:
     def peak_mib(self) -> float:
         peak = self._peak_kib
         if self._hwm_reset:
-            peak = max(peak, _status_kib(self.pid, "VmHWM"))
+            peak = max(peak, status_kib(self.pid, "VmHWM"))
         return peak / 1024
 
 

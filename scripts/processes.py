@@ -5,6 +5,7 @@ Every child gets its own session, so a Ctrl-C in the terminal reaches only the l
 stops its children in order. Workers stop on SIGTERM after the task in hand (RQ's warm shutdown).
 """
 
+import os
 import signal
 import socket
 import subprocess
@@ -32,6 +33,13 @@ def say(message: str) -> None:
     print(f"verbatim: {message}", flush=True)
 
 
+def inherited_env() -> dict[str, str]:
+    """This process's environment for a child that must run on the service's defaults: PATH and the
+    like, but none of this shell's service settings (`VERBATIM_*`, `DATABASE_URL`, `REDIS_URL`, `PORT`)."""
+    service = ("DATABASE_URL", "REDIS_URL", "PORT")
+    return {k: v for k, v in os.environ.items() if not k.startswith("VERBATIM_") and k not in service}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -51,6 +59,14 @@ def spawn(
         stdout=output,
         stderr=subprocess.STDOUT if output is not None else None,
     )
+
+
+def status_kib(pid: int, field: str) -> int:
+    """A memory figure of /proc/<pid>/status in KiB: `VmRSS` now, `VmHWM` the peak since start."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
 
 
 def wait_for(
