@@ -65,7 +65,11 @@ class JobOut(BaseModel):
             progress=Progress(
                 chunks_total=total,
                 chunks_completed=done,
-                percent=round(100 * done / total, 1) if total else 0.0,
+                percent=100.0
+                if job.status == JobStatus.COMPLETED
+                else round(100 * done / total, 1)
+                if total
+                else 0.0,
             ),
             error=job.error,
             created_at=job.created_at,
@@ -140,6 +144,7 @@ class ChunkOut(BaseModel):
     index: int
     start: float
     end: float
+    speech_seconds: float = Field(description="seconds of audio the chunk gives the model (its spans)")
     status: ChunkStatus
     text: str | None
     error: str | None
@@ -150,6 +155,7 @@ class ChunkOut(BaseModel):
             index=chunk.chunk_index,
             start=chunk.start_seconds,
             end=chunk.end_seconds,
+            speech_seconds=chunk.speech_seconds,
             status=chunk.status,
             text=chunk.text,
             error=chunk.error,
@@ -173,6 +179,19 @@ class QueueHealthOut(BaseModel):
     oldest_queued_seconds: float | None = Field(description="how long the oldest waiting task has waited")
 
 
+class EngineOut(BaseModel):
+    """What one worker transcribes with."""
+
+    worker: str
+    backend: str
+    batch_size: int
+    model: str | None = None
+    device: str | None = Field(default=None, description="`cpu` or `cuda`")
+    device_index: list[int] | None = None
+    compute_type: str | None = None
+    threads: int | None = None
+
+
 class HealthOut(BaseModel):
     status: str
     database: str
@@ -181,6 +200,9 @@ class HealthOut(BaseModel):
     workers: int | None
     jobs_count: int | None
     queues: list[QueueHealthOut]
+    engines: list[EngineOut] = Field(
+        default_factory=list, description="per worker: device, model, batch size"
+    )
 
 
 class ReadyOut(BaseModel):

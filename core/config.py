@@ -37,7 +37,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
 
     workers: int = Field(default=2, ge=0)
-    chunk_seconds: float = Field(default=30.0, gt=1)
+    # Longest window of speech the local model hears at once (its own 30 s at most).
+    chunk_seconds: float = Field(default=30.0, gt=1, le=30)
     # Fewest chunks of one job that may wait in its queue at once (more when more workers serve
     # the queue): the fair-share knob between jobs of the same priority.
     chunk_lanes: int = Field(default=2, ge=1)
@@ -60,9 +61,19 @@ class Settings(BaseSettings):
     assemblyai_chunk_minutes: float = Field(default=10.0, gt=0.02)
     assemblyai_poll_seconds: float = Field(default=3.0, gt=0)
     whisper_model: str = Field(default_factory=_bundled_model_path)
-    whisper_compute_type: str = "int8"
+    # auto: CUDA when CTranslate2 sees a GPU, else the CPU. The index lists GPUs ("0" or "0,1").
+    whisper_device: Literal["auto", "cpu", "cuda"] = "auto"
+    whisper_device_index: str = "0"
+    # auto: int8 on the CPU, float16 on CUDA (worker.backends.devices).
+    whisper_compute_type: str = "auto"
+    # CPU threads per worker process: one each is fastest here, with one worker per core.
     whisper_threads: int = Field(default=1, ge=0)
+    # Chunks per model call; 0 picks the device's default (worker.backends.devices).
+    whisper_batch_size: int = Field(default=0, ge=0, le=256)
     whisper_beam_size: int = Field(default=5, ge=1)
+    # Word timings (with per-word probability) in json, and segments cut at sentences: about an
+    # eighth more model time on the CPU.
+    whisper_word_timestamps: bool = False
 
     # The address clients reach the API at, for links it hands out (signed upload and download
     # URLs of local storage, webhook payloads). Default: http://{host}:{port}.

@@ -6,6 +6,7 @@ the same work recognisable. Workers listen to the queues in `ORDERED` order; RQ 
 non-empty one, so priority between queues is strict.
 """
 
+import json
 import uuid
 from contextlib import suppress
 from dataclasses import dataclass
@@ -39,6 +40,22 @@ RETENTION_MARKER = "verbatim:retention:scheduled"
 
 FAILURE_TTL = 7 * 24 * 3600
 RESULT_TTL = 24 * 3600
+
+
+# What each worker transcribes with (JSON), refreshed with its alive key.
+ENGINE_KEY = "verbatim:worker-engine:{}"
+
+
+def prepare_task_id(job_id: str) -> str:
+    return f"prepare-{job_id}"
+
+
+def chunk_task_id(job_id: str, index: int) -> str:
+    return f"chunk-{job_id}-{index}"
+
+
+def merge_task_id(job_id: str) -> str:
+    return f"merge-{job_id}"
 
 
 # A worker process refreshes this key every few seconds while it lives; a task started by a worker
@@ -99,49 +116,55 @@ class QueueManager:
         self.queues[priority].enqueue(
             PREPARE_TASK,
             job_id,
-            job_id=f"prepare-{job_id}",
+            job_id=prepare_task_id(job_id),
             **self._options(self._settings.prepare_timeout_seconds),
         )
 
+    def lane_chain(self, job_id: str, priority: Priority) -> "LaneChain":
+        """Release a job's chunks into its queue in lanes, one chunk at a time (see `LaneChain`)."""
+        return LaneChain(self, job_id, priority, self.lanes(self.queues[priority]))
+
     def enqueue_chunks(self, job_id: str, priority: Priority, indexes: list[int]) -> None:
-        """Release a job's chunks into its queue a few at a time, then merge when all have ended.
+        """Release these chunks of a job in lanes, then merge when all have ended."""
+        chain = self.lane_chain(job_id, priority)
+        for index in indexes:
+            chain.add(index)
+        chain.finish()
 
-        The chunks form `lanes` RQ dependency chains: chunk n+lanes is enqueued only when chunk n
-        has ended, at the back of the queue. So one job never has more than `lanes` chunks
-        waiting, and the chunks of jobs in the same queue interleave: a short job submitted
-        behind a three-hour one waits for a few chunks, not three hours. Priority between queues
-        stays strict, since workers always take from the highest non-empty queue.
-
-        Dependencies allow failure, so a chunk that fails for good neither blocks its lane nor the
-        merge, which then marks the job failed from what SQL says.
-        """
-        queue = self.queues[priority]
-        lanes = self.lanes(queue)
-        jobs: list[Job] = []
-        for position, index in enumerate(indexes):
-            before = jobs[position - lanes] if position >= lanes else None
-            jobs.append(
-                queue.enqueue(
-                    TRANSCRIBE_TASK,
-                    job_id,
-                    index,
-                    job_id=f"chunk-{job_id}-{index}",
-                    depends_on=Dependency(jobs=[before], allow_failure=True) if before else None,
-                    **self._options(self._settings.chunk_timeout_seconds),
-                )
-            )
-        self.enqueue_merge(job_id, priority, after=jobs[-lanes:])
+    def enqueue_chunk(self, job_id: str, priority: Priority, index: int, after: str | None) -> None:
+        self.queues[priority].enqueue(
+            TRANSCRIBE_TASK,
+            job_id,
+            index,
+            job_id=chunk_task_id(job_id, index),
+            depends_on=Dependency(jobs=[after], allow_failure=True) if after else None,
+            **self._options(self._settings.chunk_timeout_seconds),
+        )
 
     def lanes(self, queue: Queue) -> int:
-        """As many lanes as workers serve the queue (a lone job still uses the whole fleet), and at
-        least the configured minimum."""
+        """As many lanes as the workers serving the queue take chunks at once (a lone job still
+        fills every worker's batch), and at least the configured minimum."""
         workers = Worker.all(queue=queue)
-        return max(self._settings.chunk_lanes, len(workers))
+        return max(self._settings.chunk_lanes, sum(self.batch_size(w.name) for w in workers))
+
+    def publish_engine(self, worker_name: str, engine: dict[str, Any]) -> None:
+        """What a worker transcribes with (device, model, compute type, batch size), for /health and
+        for the lanes; refreshed with the worker's alive key, gone soon after the worker."""
+        self.redis.set(ENGINE_KEY.format(worker_name), json.dumps(engine), ex=ALIVE_TTL_SECONDS)
+
+    def engines(self) -> dict[str, dict[str, Any]]:
+        names = [w.name for w in Worker.all(connection=self.redis)]
+        values = self.redis.mget([ENGINE_KEY.format(n) for n in names]) if names else []
+        return {name: json.loads(raw) for name, raw in zip(names, values, strict=True) if raw}
+
+    def batch_size(self, worker_name: str) -> int:
+        raw = self.redis.get(ENGINE_KEY.format(worker_name))
+        return int(json.loads(raw).get("batch_size", 1)) if raw else 1
 
     def cancel(self, job_id: str, indexes: list[int]) -> None:
         """Drop a job's waiting work from Redis. Best effort: a task that still runs finds the job
         canceled in SQL and does nothing."""
-        ids = [f"prepare-{job_id}", f"merge-{job_id}", *(f"chunk-{job_id}-{i}" for i in indexes)]
+        ids = [prepare_task_id(job_id), merge_task_id(job_id), *(chunk_task_id(job_id, i) for i in indexes)]
         for rq_id in ids:
             # Already ended, already canceled, or expired from Redis: nothing left to drop.
             with suppress(NoSuchJobError, InvalidJobOperation):
@@ -202,20 +225,22 @@ class QueueManager:
         queue.started_job_registry.remove_executions(job)
         queue.enqueue_job(job, at_front=True)
 
-    def enqueue_merge(self, job_id: str, priority: Priority, after: list[Job] | None = None) -> None:
+    def enqueue_merge(self, job_id: str, priority: Priority, after: list[str] | None = None) -> None:
         """The job's merge, run once every task in `after` has ended (at once if none). A merge
         takes milliseconds and finishes a job, so it goes to the front of the queue."""
         self.queues[priority].enqueue(
             MERGE_TASK,
             job_id,
-            job_id=f"merge-{job_id}",
+            job_id=merge_task_id(job_id),
             depends_on=Dependency(jobs=after, allow_failure=True, enqueue_at_front=True) if after else None,
-            at_front=not after,
+            at_front=True,
             **self._options(self._settings.merge_timeout_seconds),
         )
 
-    def mark_alive(self, worker_name: str) -> None:
+    def mark_alive(self, worker_name: str, engine: dict[str, Any] | None = None) -> None:
         self.redis.set(ALIVE_KEY.format(worker_name), "1", ex=ALIVE_TTL_SECONDS)
+        if engine is not None:
+            self.publish_engine(worker_name, engine)
 
     def stats(self) -> list[QueueStats]:
         workers = Worker.all(connection=self.redis)
@@ -233,3 +258,32 @@ class QueueManager:
 
     def worker_count(self) -> int:
         return Worker.count(connection=self.redis)
+
+
+class LaneChain:
+    """A job's chunk tasks as `lanes` RQ dependency chains: chunk n+lanes is queued only when chunk n
+    has ended, at the back of the queue. So one job never has more than `lanes` chunks waiting, and
+    the chunks of jobs in the same queue interleave: a short job submitted behind a three-hour one
+    waits for a few chunks, not three hours. Priority between queues stays strict, since workers
+    always take from the highest non-empty queue.
+
+    Chunks are added one at a time, so `prepare` releases each as soon as it is cut. Dependencies
+    allow failure, so a chunk that fails for good neither blocks its lane nor the merge, which then
+    marks the job failed from what SQL says.
+    """
+
+    def __init__(self, queues: QueueManager, job_id: str, priority: Priority, lanes: int) -> None:
+        self._queues, self._job_id, self._priority, self.lanes = queues, job_id, priority, lanes
+        self._ids: list[str] = []
+
+    def add(self, index: int, *, enqueue: bool = True) -> None:
+        """The next chunk of the job; `enqueue=False` for one whose task is already in Redis (a resumed
+        `prepare`): later chunks of its lane still follow it."""
+        before = self._ids[-self.lanes] if len(self._ids) >= self.lanes else None
+        if enqueue:
+            self._queues.enqueue_chunk(self._job_id, self._priority, index, after=before)
+        self._ids.append(chunk_task_id(self._job_id, index))
+
+    def finish(self) -> None:
+        """The merge, once the last task of every lane has ended (at once if there are none)."""
+        self._queues.enqueue_merge(self._job_id, self._priority, after=self._ids[-self.lanes :] or None)

@@ -2,10 +2,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from core.enums import ChunkStatus
 from repositories.base import Repository
-from repositories.models import Chunk, utcnow
+from repositories.models import Chunk, new_id, utcnow
 
 # A chunk in one of these states is never written again (a late or duplicate run is discarded).
 CLOSED = (ChunkStatus.COMPLETED, ChunkStatus.CANCELED)
@@ -26,6 +28,24 @@ class ChunkRepository(Repository[Chunk]):
     def add_plan(self, job_id: str, plan: list[dict[str, Any]]) -> None:
         self.session.add_all(Chunk(job_id=job_id, **values) for values in plan)
         self.session.flush()
+
+    def add_once(self, job_id: str, index: int, **values: Any) -> None:
+        """Record a planned chunk unless it is recorded already (a `prepare` that runs again cuts the
+        same chunks; the unique index on (job, index) keeps one)."""
+        dialect = self.session.get_bind().dialect.name
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        self.session.execute(
+            insert(Chunk)
+            .values(
+                id=new_id(),
+                job_id=job_id,
+                chunk_index=index,
+                status=ChunkStatus.PENDING,
+                attempts=0,
+                **values,
+            )
+            .on_conflict_do_nothing(index_elements=["job_id", "chunk_index"])
+        )
 
     def unfinished_indexes(self, job_ids: list[str]) -> dict[str, list[int]]:
         """Chunks still to be transcribed (pending or processing), by job."""

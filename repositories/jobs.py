@@ -106,20 +106,29 @@ class JobRepository(Repository[Job]):
         audio, average = self.session.execute(stmt).one()
         return float(audio), None if average is None else float(average)
 
-    def claim_plan(self, job_id: str, *, duration: float, chunks_total: int) -> bool:
-        """Record a job's chunk plan unless one is recorded already. True if this call recorded it.
+    def start_processing(self, job_id: str) -> None:
+        """A pending job whose first chunk is cut: processing from now on."""
+        self.session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.PENDING)
+            .values(status=JobStatus.PROCESSING, started_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
 
-        A conditional UPDATE, so that of two concurrent `prepare` runs exactly one plan is kept.
+    def claim_plan(self, job_id: str, *, duration: float, chunks_total: int) -> bool:
+        """Record that a job's chunk plan is complete, unless that is recorded already. True if this
+        call recorded it. Its chunks may already be transcribing: their count is left alone.
+
+        A conditional UPDATE, so that of two concurrent `prepare` runs exactly one records the plan.
         """
         result = self.session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.chunks_total.is_(None), Job.status == JobStatus.PENDING)
+            .where(Job.id == job_id, Job.chunks_total.is_(None), Job.status.in_(ACTIVE))
             .values(
                 status=JobStatus.PROCESSING,
                 audio_duration_seconds=duration,
                 chunks_total=chunks_total,
-                chunks_completed=0,
-                started_at=utcnow(),
+                started_at=func.coalesce(Job.started_at, utcnow()),
             )
             .execution_options(synchronize_session=False)
         )

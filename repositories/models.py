@@ -155,6 +155,9 @@ class Chunk(Base):
     start_seconds: Mapped[float] = mapped_column(Float)
     end_seconds: Mapped[float] = mapped_column(Float)
     audio_key: Mapped[str] = mapped_column(String(512))
+    # [[start, end], ...] seconds on the job's timeline: the stretches of speech the chunk's audio
+    # holds, back to back. None for a chunk that is one contiguous stretch [start, end].
+    spans: Mapped[list[list[float]] | None] = mapped_column(JSON)
     status: Mapped[ChunkStatus] = mapped_column(_enum(ChunkStatus), default=ChunkStatus.PENDING)
     text: Mapped[str | None] = mapped_column(Text)
     segments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
@@ -167,6 +170,15 @@ class Chunk(Base):
     provider_transcript_id: Mapped[str | None] = mapped_column(String(100))
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+    @property
+    def speech_spans(self) -> list[list[float]]:
+        """The stretches of the timeline the chunk's audio holds, back to back."""
+        return self.spans or [[self.start_seconds, self.end_seconds]]
+
+    @property
+    def speech_seconds(self) -> float:
+        return round(sum(end - start for start, end in self.speech_spans), 3)
 
 
 class WebhookStatus(StrEnum):

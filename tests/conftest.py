@@ -18,7 +18,6 @@ from alembic import command
 from alembic.config import Config
 from fastapi.testclient import TestClient
 from redis import Redis
-from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -37,6 +36,7 @@ from repositories.users import ApiKeyRepository, UserRepository
 from storage.factory import make_storage
 from worker import context as worker_context
 from worker.backends.base import Transcriber
+from worker.batching import BatchingWorker
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEECH = ROOT.parent / "shared" / "speech"
@@ -260,7 +260,7 @@ def run_worker(worker_ctx: worker_context.WorkerContext, redis: Redis) -> Callab
     """Run an in-process worker until the queues are empty."""
 
     def run(**kwargs: Any) -> None:
-        worker = SimpleWorker(worker_ctx.queues.ordered(), connection=redis, serializer=JSONSerializer)
+        worker = BatchingWorker(worker_ctx.queues.ordered(), connection=redis, serializer=JSONSerializer)
         worker.work(burst=True, **kwargs)
 
     return run

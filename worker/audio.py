@@ -1,21 +1,17 @@
-"""Streaming decode of an uploaded file into WAV chunks for transcription.
+"""Audio for transcription: streaming decode, pauses, and the chunk files.
 
 The file is decoded frame by frame with PyAV (bundled FFmpeg, no system ffmpeg) and resampled
-to 16 kHz mono 16-bit, the format Whisper models expect. PCM is buffered only until the next
-cut is chosen, so memory stays flat however long the recording is: about one chunk plus the
-one-second tail that guarantees the last chunk is not a useless sliver.
-
-Cuts are placed in silence so that no word is split between two chunks: the cut is searched
-in the last 30 % of each chunk, first with pydub's silence detection, then, for audio without
-any pause (music, noise, a test tone), at the quietest 100 ms.
+to 16 kHz mono 16-bit, the format Whisper models expect, one block at a time, so memory stays flat
+however long the recording is (`decode_pcm`; `worker.planning` decides what becomes a chunk).
+pydub's silence detection finds the pause to cut at where speech runs on past a window
+(`silence_near_end`). Chunks are stored as FLAC: lossless, at about half the size of PCM.
 """
 
 import io
 import warnings
-import wave
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -37,12 +33,6 @@ with warnings.catch_warnings():
 
 SAMPLE_RATE = 16_000
 
-# The cut is searched in [WINDOW_START * target, target] seconds from the chunk start.
-WINDOW_START = 0.7
-# Remainders shorter than this are not worth a chunk of their own: the previous cut moves
-# earlier instead, so every chunk still respects the target.
-MIN_TAIL_SECONDS = 1.0
-_TAIL = round(MIN_TAIL_SECONDS * SAMPLE_RATE)
 # (minimum silence in ms, dB below the window's loudness), tried in order: a long clear pause
 # is the safest cut, shorter or louder "silences" are better than cutting blind.
 SILENCE_ATTEMPTS: tuple[tuple[int, float], ...] = ((300, 25.0), (300, 16.0), (200, 16.0), (150, 12.0))
@@ -50,8 +40,6 @@ SILENCE_ATTEMPTS: tuple[tuple[int, float], ...] = ((300, 25.0), (300, 16.0), (20
 _FLOOR_DBFS = -90.0
 # pydub's default 1 ms seek step is needlessly slow; 10 ms is finer than any pause we want.
 _SEEK_STEP_MS = 10
-_HOP = SAMPLE_RATE // 100  # 10 ms energy resolution for the no-silence fallback
-_QUIET_HOPS = 10  # the fallback looks for the quietest 100 ms
 
 # Everything decoding arbitrary user data can raise: all PyAV errors derive from
 # FFmpegError; PyAV also raises plain ValueError/RuntimeError for some malformed input.
@@ -77,41 +65,10 @@ class AudioDecodeError(Exception):
     """The audio cannot be decoded; the message is meant for the end user."""
 
 
-@dataclass(frozen=True)
-class AudioChunk:
-    index: int  # 0-based
-    start: float  # seconds on the whole file's timeline
-    end: float
-    wav: bytes  # 16 kHz mono 16-bit PCM WAV of exactly [start, end)
-
-
-def iter_chunks(path: Path, target_seconds: float) -> Iterator[AudioChunk]:
-    """Decode `path` and yield consecutive chunks of at most `target_seconds`, cut in silence.
-
-    Chunks tile the decoded timeline exactly (no gap, no overlap). Raises AudioDecodeError
-    (possibly after some chunks were yielded) if the audio is corrupt, and lets OSError through
-    if the file itself cannot be opened.
-    """
-    # Checked here, not inside the generator, so a bad argument fails at the call site.
-    if target_seconds < MIN_TAIL_SECONDS:
-        raise ValueError(f"target_seconds must be at least {MIN_TAIL_SECONDS}, got {target_seconds}")
-    return _chunks(path, round(target_seconds * SAMPLE_RATE))
-
-
-def _chunks(path: Path, target: int) -> Iterator[AudioChunk]:
-    for index, (start, pcm) in enumerate(_split(_decode_pcm(path), target)):
-        yield AudioChunk(
-            index=index,
-            start=start / SAMPLE_RATE,
-            end=(start + len(pcm)) / SAMPLE_RATE,
-            wav=_wav_bytes(pcm),
-        )
-
-
 # --- decoding -------------------------------------------------------------------------------
 
 
-def _decode_pcm(path: Path) -> Iterator[Pcm]:
+def decode_pcm(path: Path) -> Iterator[Pcm]:
     """Yield the file's audio as 16 kHz mono int16 blocks, one decoded frame at a time."""
     _forward_ffmpeg_errors()  # in case something reset PyAV's log level since import
     decoded = 0  # output samples so far: the position reported in errors
@@ -217,73 +174,12 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or "unknown error"
 
 
-# --- chunk planning -------------------------------------------------------------------------
+# --- pauses -------------------------------------------------------------------------------
 
 
-class _PcmBuffer:
-    """PCM collected since the current chunk start, kept as blocks to avoid re-copying."""
-
-    def __init__(self) -> None:
-        self._blocks: list[Pcm] = []
-        self._length = 0
-
-    def __len__(self) -> int:
-        return self._length
-
-    def append(self, block: Pcm) -> None:
-        self._blocks.append(block)
-        self._length += len(block)
-
-    def take(self) -> Pcm:
-        """Return everything buffered as one array and empty the buffer."""
-        pcm = np.concatenate(self._blocks) if self._blocks else np.zeros(0, dtype=np.int16)
-        self._blocks, self._length = [], 0
-        return pcm
-
-
-def _split(blocks: Iterable[Pcm], target: int) -> Iterator[tuple[int, Pcm]]:
-    """Yield (start sample, pcm) chunks of at most `target` samples that tile the stream."""
-    buffer = _PcmBuffer()
-    start = 0
-    for block in blocks:
-        buffer.append(block)
-        # Waiting for `tail` extra samples guarantees that whatever follows a cut is long
-        # enough to be a chunk of its own, without holding back a whole chunk.
-        while len(buffer) >= target + _TAIL:
-            start = yield from _emit_cut(buffer, start, target)
-    while len(buffer) > target:
-        start = yield from _emit_cut(buffer, start, target)
-    if len(buffer):
-        yield start, buffer.take()
-
-
-def _emit_cut(buffer: _PcmBuffer, start: int, target: int) -> Generator[tuple[int, Pcm], None, int]:
-    """Cut the buffer once, yield the chunk, keep the remainder; return the new chunk start."""
-    pcm = buffer.take()
-    cut = _choose_cut(pcm, target)
-    yield start, pcm[:cut]
-    # Copy so the emitted chunk's array is not kept alive by the remainder's view.
-    buffer.append(pcm[cut:].copy())
-    return start + cut
-
-
-def _choose_cut(pcm: Pcm, target: int) -> int:
-    """Pick where to cut `pcm` (samples from the chunk start), preferring silence."""
-    low, high = _search_window(len(pcm), target)
-    window = pcm[low:high]
-    offset = _silence_offset(window)
-    return low + (offset if offset is not None else _quietest_offset(window))
-
-
-def _search_window(available: int, target: int) -> tuple[int, int]:
-    low = max(1, round(WINDOW_START * target))
-    # Near the end of the stream, leave at least MIN_TAIL_SECONDS for the last chunk.
-    high = max(low, min(target, available - _TAIL))
-    return low, high
-
-
-def _silence_offset(window: Pcm) -> int | None:
-    """Middle of the silence nearest to the window's end (the target), if there is one."""
+def silence_near_end(window: Pcm) -> int | None:
+    """Middle of the pause nearest to the window's end (samples from its start), if there is one:
+    first a long clear pause, then shorter or louder ones, down to 150 ms (`SILENCE_ATTEMPTS`)."""
     if not len(window):
         return None
     segment = AudioSegment(window.tobytes(), sample_width=2, frame_rate=SAMPLE_RATE, channels=1)
@@ -304,23 +200,23 @@ def _nearest_middle(silences: list[list[int]], target: int) -> int:
     return min(middles, key=lambda middle: abs(target - middle))
 
 
-def _quietest_offset(window: Pcm) -> int:
-    """Centre of the quietest 100 ms in the window: the least damaging cut without silence."""
-    hops = len(window) // _HOP
-    if hops < _QUIET_HOPS:
-        return len(window)
-    energy = np.square(window[: hops * _HOP].astype(np.float64)).reshape(hops, _HOP).sum(axis=1)
-    spans = np.convolve(energy, np.ones(_QUIET_HOPS), mode="valid")
-    # Reversed argmin: among equally quiet spans prefer the latest, closest to the target.
-    first = len(spans) - 1 - int(np.argmin(spans[::-1]))
-    return first * _HOP + _QUIET_HOPS * _HOP // 2
-
-
-def _wav_bytes(pcm: Pcm) -> bytes:
+def encode_flac(pcm: Pcm) -> bytes:
+    """16 kHz mono int16 samples as FLAC: lossless, so the model hears exactly what was planned, at
+    about half the bytes of a WAV."""
     out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(SAMPLE_RATE)
-        wav.writeframes(pcm.astype("<i2").tobytes())
+    with av.open(out, "w", format="flac") as container:
+        stream = container.add_stream("flac", rate=SAMPLE_RATE, layout="mono")
+        frame = AudioFrame.from_ndarray(pcm.astype(np.int16).reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts, frame.time_base = 0, Fraction(1, SAMPLE_RATE)
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
     return out.getvalue()
+
+
+def read_audio(path: Path) -> npt.NDArray[np.float32]:
+    """A chunk written by `prepare` (FLAC or WAV, 16 kHz mono s16) as the model's float32 input."""
+    with av.open(str(path)) as container:
+        pcm = [frame.to_ndarray().reshape(-1) for frame in container.decode(audio=0)]
+    samples = np.concatenate(pcm) if pcm else np.zeros(0, dtype=np.int16)
+    return samples.astype(np.float32) / 32768.0

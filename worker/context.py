@@ -6,6 +6,8 @@ RQ imports task functions by name, so they cannot take these as arguments; the w
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from redis import Redis
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,7 +18,8 @@ from core.enums import Backend
 from core.queues import QueueManager
 from storage.base import Storage
 from storage.factory import make_storage
-from worker.backends.base import PermanentTranscriptionError, Transcriber
+from worker.backends.base import BatchTranscriber, PermanentTranscriptionError, Transcriber
+from worker.backends.devices import EnginePlan, cuda_device_count, plan_engine
 
 NO_ASSEMBLYAI_KEY = "this service has no AssemblyAI API key (VERBATIM_ASSEMBLYAI_API_KEY)"
 
@@ -32,6 +35,9 @@ class WorkerContext:
     _transcriber: Transcriber | None = None
     # Transcribers of the other backends, built when a job first names one.
     _others: dict[Backend, Transcriber] = field(default_factory=dict)
+    # What a batch run by the worker loop left for its chunk tasks: (job id, index) → outcome
+    # (`worker.transcription.Outcome`). Each task takes its own.
+    batch_outcomes: dict[tuple[str, int], Any] = field(default_factory=dict)
 
     @property
     def transcriber(self) -> Transcriber:
@@ -47,6 +53,20 @@ class WorkerContext:
     def backend_for(self, requested: Backend | None) -> Backend:
         """The backend a job runs on: the one it names, else the fleet default (as of now)."""
         return requested or self.default_backend
+
+    def batch_size(self) -> int:
+        """Chunks the fleet default's model takes in one call (1: it does not batch)."""
+        transcriber = self.transcriber
+        return transcriber.batch_size if isinstance(transcriber, BatchTranscriber) else 1
+
+    def engine(self) -> dict[str, object]:
+        """What this worker transcribes with, as /health and the start-up log show it."""
+        info: dict[str, object] = {"backend": self.default_backend.value, "batch_size": self.batch_size()}
+        plan = getattr(self.transcriber, "plan", None)
+        if isinstance(plan, EnginePlan):
+            info |= {"model": Path(self.settings.whisper_model).name or self.settings.whisper_model}
+            info |= plan.describe()
+        return info
 
     def transcriber_for(self, backend: Backend) -> Transcriber:
         """The transcriber of `backend`, built on first use and kept for the life of the process.
@@ -80,12 +100,24 @@ def local_whisper_factory(settings: Settings) -> Callable[[], Transcriber]:
 
         return LocalWhisper(
             settings.whisper_model,
-            compute_type=settings.whisper_compute_type,
-            threads=settings.whisper_threads,
+            engine_plan(settings),
             beam_size=settings.whisper_beam_size,
+            word_timestamps=settings.whisper_word_timestamps,
         )
 
     return build
+
+
+def engine_plan(settings: Settings) -> EnginePlan:
+    """The device, compute type, threads and batch size this process's local model runs with."""
+    return plan_engine(
+        device=settings.whisper_device,
+        device_index=settings.whisper_device_index,
+        compute_type=settings.whisper_compute_type,
+        threads=settings.whisper_threads,
+        batch_size=settings.whisper_batch_size,
+        cuda_devices=cuda_device_count() if settings.whisper_device != "cpu" else 0,
+    )
 
 
 def assemblyai_factory(settings: Settings) -> Callable[[], Transcriber]:

@@ -26,7 +26,7 @@ from rq.worker_registration import REDIS_WORKER_KEYS
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.logging import get_logger
-from core.queues import ALIVE_KEY
+from core.queues import ALIVE_KEY, ENGINE_KEY
 from worker.context import WorkerContext
 from worker.reconciler import reconcile
 
@@ -45,6 +45,7 @@ class FleetDuties(threading.Thread):
             [q.name for q in worker.queues], connection=ctx.queues.redis, serializer=JSONSerializer
         )
         self._stopping = threading.Event()
+        self._engine = ctx.engine()
         self._last: dict[str, float] = {}
 
     def run(self) -> None:
@@ -62,7 +63,9 @@ class FleetDuties(threading.Thread):
         self.join(timeout=5)
         try:
             self._scheduler.release_locks()
-            self._ctx.queues.redis.delete(ALIVE_KEY.format(self._worker.name))
+            self._ctx.queues.redis.delete(
+                ALIVE_KEY.format(self._worker.name), ENGINE_KEY.format(self._worker.name)
+            )
             # A duty that ran while RQ tore down may have registered the worker again.
             worker_registration.unregister(self._worker)
         except RedisError:
@@ -85,7 +88,7 @@ class FleetDuties(threading.Thread):
     def _alive(self) -> None:
         if self._shutting_down():
             return  # RQ is unregistering the worker: registering it again would leave a ghost
-        self._ctx.queues.mark_alive(self._worker.name)
+        self._ctx.queues.mark_alive(self._worker.name, self._engine)
         redis = self._ctx.queues.redis
         if not redis.sismember(REDIS_WORKER_KEYS, self._worker.key):
             # RQ's own heartbeat may have re-created the worker's hash without the registration.

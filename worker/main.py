@@ -2,7 +2,8 @@
 
 Runs RQ's SimpleWorker, which executes each task in this process instead of forking a child per
 task: the transcription model is loaded once here and reused for every chunk, and no model state
-is ever shared across a fork. SIGTERM is a warm shutdown: the current task finishes, no new one is
+is ever shared across a fork. Chunk tasks queued together are transcribed in one batched model
+call (`worker.batching`). SIGTERM is a warm shutdown: the current task finishes, no new one is
 taken.
 """
 
@@ -14,12 +15,12 @@ import sys
 import time
 
 from redis import Redis
-from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from core.config import get_settings
 from core.logging import bind_fields, configure_logging, get_logger
 from core.queues import QUEUE_NAMES
+from worker.batching import BatchingWorker
 from worker.context import WorkerContext, build_context, install
 from worker.fleet import FleetDuties
 from worker.maintenance import FIRST_RUN_SECONDS
@@ -70,9 +71,12 @@ def serve(context: WorkerContext, args: argparse.Namespace) -> int:
     context.queues.schedule_retention(FIRST_RUN_SECONDS)
     names = args.queues or [q.name for q in context.queues.ordered()]
     queues = [q for q in context.queues.ordered() if q.name in names]
-    log.info("worker.started", worker=name, queues=names)
+    engine = context.engine()
+    # Before the first task: the lanes of the first job it serves already count its batch.
+    context.queues.publish_engine(name, engine)
+    log.info("worker.started", worker=name, queues=names, **engine)
     while True:
-        worker = SimpleWorker(queues, connection=redis, serializer=JSONSerializer, name=name)
+        worker = BatchingWorker(queues, connection=redis, serializer=JSONSerializer, name=name)
         duties = FleetDuties(context, worker)
         # Its own thread: a slow webhook endpoint must not hold up the duties' heartbeat.
         deliveries = WebhookDeliveries(context.sessions, settings)

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from core.db import session_scope
 from core.enums import JobStatus, Priority
 from core.logging import get_logger
-from core.queues import WorkState
+from core.queues import WorkState, chunk_task_id, merge_task_id, prepare_task_id
 from repositories.chunks import ChunkRepository
 from repositories.jobs import JobRepository
 from worker.context import WorkerContext
@@ -38,6 +38,8 @@ class ActiveJob:
     status: JobStatus
     priority: Priority
     unfinished: list[int]
+    # The chunk plan is complete (`prepare` finished cutting the audio).
+    planned: bool
 
 
 @dataclass
@@ -54,7 +56,8 @@ class Repairs:
 def reconcile(ctx: WorkerContext) -> Repairs:
     repairs = Repairs()
     for job in _active_jobs(ctx):
-        if job.status == JobStatus.PENDING:
+        if job.status == JobStatus.PENDING or not job.planned:
+            # `prepare` re-queues the chunks it cut whose tasks Redis lost, when it runs again.
             _check_prepare(ctx, job, repairs)
         elif job.unfinished:
             _check_chunks(ctx, job, repairs)
@@ -70,21 +73,23 @@ def _active_jobs(ctx: WorkerContext) -> list[ActiveJob]:
     with session_scope(ctx.sessions) as session:
         jobs = JobRepository(session).list_active(created_before=cutoff)
         unfinished = ChunkRepository(session).unfinished_indexes([j.id for j in jobs])
-        return [ActiveJob(j.id, j.status, j.priority, unfinished[j.id]) for j in jobs]
+        return [
+            ActiveJob(j.id, j.status, j.priority, unfinished[j.id], j.chunks_total is not None) for j in jobs
+        ]
 
 
 def _check_prepare(ctx: WorkerContext, job: ActiveJob, repairs: Repairs) -> None:
-    if ctx.queues.state(f"prepare-{job.id}") in (WorkState.WAITING, WorkState.RUNNING):
+    if ctx.queues.state(prepare_task_id(job.id)) in (WorkState.WAITING, WorkState.RUNNING):
         return
     ctx.queues.enqueue_prepare(job.id, job.priority)
     repairs.prepared.append(job.id)
 
 
 def _check_chunks(ctx: WorkerContext, job: ActiveJob, repairs: Repairs) -> None:
-    states = {index: ctx.queues.state(f"chunk-{job.id}-{index}") for index in job.unfinished}
+    states = {index: ctx.queues.state(chunk_task_id(job.id, index)) for index in job.unfinished}
     abandoned = [i for i, state in states.items() if state == WorkState.ABANDONED]
     for index in abandoned:
-        ctx.queues.requeue(f"chunk-{job.id}-{index}")
+        ctx.queues.requeue(chunk_task_id(job.id, index))
     lost = [i for i, state in states.items() if state in (WorkState.MISSING, WorkState.ENDED)]
     if lost:
         ctx.queues.enqueue_chunks(job.id, job.priority, lost)
@@ -95,7 +100,7 @@ def _check_chunks(ctx: WorkerContext, job: ActiveJob, repairs: Repairs) -> None:
 
 
 def _check_merge(ctx: WorkerContext, job: ActiveJob, repairs: Repairs) -> None:
-    if ctx.queues.state(f"merge-{job.id}") in (WorkState.WAITING, WorkState.RUNNING):
+    if ctx.queues.state(merge_task_id(job.id)) in (WorkState.WAITING, WorkState.RUNNING):
         return
     ctx.queues.enqueue_merge(job.id, job.priority)
     repairs.merged.append(job.id)

@@ -1,37 +1,46 @@
 """The pipeline stages RQ runs, by name: prepare → transcribe_chunk (one per chunk) → merge.
 
+`prepare` streams: each window of speech becomes a chunk (row, audio, task) as soon as it is cut,
+so the first chunks of a long file are transcribed while the rest is still decoding.
+
 Each stage takes ids only, is safe to run twice, and keeps database transactions short: slow work
 (decoding, transcription) happens between two small units of work, never inside one. Unexpected
 errors are raised so that RQ retries the stage; on the last attempt the failure is recorded in SQL,
 which is what users see.
 """
 
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
 from rq import get_current_job
 from sqlalchemy.orm import Session
 
 from core.db import session_scope
-from core.enums import Backend, ChunkStatus, Mode, Tier, TranscriptFormat
+from core.enums import ChunkStatus, Priority, Tier, TranscriptFormat
 from core.logging import get_logger
+from core.queues import WorkState, chunk_task_id
 from core.tiers import policy_for
 from repositories.chunks import CLOSED, UNFINISHED, ChunkRepository
 from repositories.jobs import JobRepository
 from repositories.models import Chunk
 from repositories.users import UserRepository
 from storage.keys import chunk_key, chunks_prefix, transcript_key
-from worker.audio import AudioDecodeError, iter_chunks
-from worker.backends.base import (
-    ChunkTranscript,
-    HostedTranscriber,
-    PermanentTranscriptionError,
-    ProviderTranscriptGone,
-)
+from worker.audio import SAMPLE_RATE, AudioDecodeError, Pcm, decode_pcm, encode_flac
+from worker.backends.base import PermanentTranscriptionError
 from worker.context import WorkerContext, current
 from worker.ingest import PermanentDownloadError, TransientDownloadError, fetch_source
-from worker.merge import merge_chunks, shift_segments
+from worker.merge import merge_chunks
+from worker.planning import Window, plan_windows
+from worker.transcription import (
+    ChunkFailed,
+    ChunkWork,
+    claim,
+    is_open,
+    record_error,
+    transcribe_batch,
+    transcribe_one,
+)
 from worker.writers import render
 
 log = get_logger(__name__)
@@ -44,30 +53,30 @@ def prepare(job_id: str) -> str:
         if job is None or job.status.is_final:
             return "skipped"
         source, priority, planned = job.source_key, job.priority, job.chunks_total is not None
-        url, chunk_seconds = job.source_url, ctx.settings.chunk_seconds_for(ctx.backend_for(job.backend))
+        url, window = job.source_url, ctx.settings.chunk_seconds_for(ctx.backend_for(job.backend))
         tier = _owner_tier(session, job.user_id)
-        pending = [c.chunk_index for c in ChunkRepository(session).list_for_job(job_id) if _open(c)]
-    if not planned:
-        try:
-            if url is not None:
-                fetch_source(ctx, job_id, url, source, tier)
-            pending = _plan_chunks(ctx, job_id, source, tier, chunk_seconds)
-        except (AudioDecodeError, TooLong, PermanentDownloadError) as exc:
-            fail_job(ctx, job_id, str(exc))
-            return "failed"
-        except TransientDownloadError as exc:
-            _fail_job_on_last_attempt(ctx, job_id, str(exc))
-            raise
-        except Exception as exc:
-            _fail_job_on_last_attempt(ctx, job_id, f"could not prepare the audio: {exc}")
-            raise
-    ctx.queues.enqueue_chunks(job_id, priority, pending)
-    log.info("job.prepared", job_id=job_id, chunks=len(pending), priority=priority.value)
+        known = {c.chunk_index: c.status for c in ChunkRepository(session).list_for_job(job_id)}
+    if planned:
+        # A retried job whose plan is recorded: its open chunks go back to the queue.
+        ctx.queues.enqueue_chunks(
+            job_id, priority, [i for i, status in known.items() if status not in CLOSED]
+        )
+        return "prepared"
+    try:
+        if url is not None:
+            fetch_source(ctx, job_id, url, source, tier)
+        chunks = _plan_chunks(ctx, Planning(job_id, source, tier, window, priority, known))
+    except (AudioDecodeError, TooLong, PermanentDownloadError) as exc:
+        fail_job(ctx, job_id, str(exc))
+        return "failed"
+    except TransientDownloadError as exc:
+        _fail_job_on_last_attempt(ctx, job_id, str(exc))
+        raise
+    except Exception as exc:
+        _fail_job_on_last_attempt(ctx, job_id, f"could not prepare the audio: {exc}")
+        raise
+    log.info("job.prepared", job_id=job_id, chunks=chunks, priority=priority.value)
     return "prepared"
-
-
-def _open(chunk: Chunk) -> bool:
-    return chunk.status not in CLOSED
 
 
 class TooLong(Exception):
@@ -79,151 +88,114 @@ def _owner_tier(session: Session, user_id: str) -> Tier:
     return user.tier if user is not None else Tier.FREE
 
 
-def _plan_chunks(ctx: WorkerContext, job_id: str, source: str, tier: Tier, chunk_seconds: float) -> list[int]:
-    """Cut the source into chunk WAVs in storage, then record the plan. Returns the chunk indexes."""
-    plan: list[dict[str, Any]] = []
-    max_minutes = policy_for(tier).max_duration_minutes
-    with ctx.storage.local_path(source) as path:
-        for chunk in iter_chunks(path, chunk_seconds):
-            if chunk.end > max_minutes * 60:
-                # Stop decoding at the limit: a ten-hour file must not cost ten hours of decode.
-                ctx.storage.delete_prefix(chunks_prefix(job_id))
-                raise TooLong(
-                    f"the audio is longer than the {max_minutes} min per file the {tier.value} tier allows"
-                )
-            key = chunk_key(job_id, chunk.index)
-            ctx.storage.put_bytes(key, chunk.wav)
-            plan.append(
-                {
-                    "chunk_index": chunk.index,
-                    "start_seconds": chunk.start,
-                    "end_seconds": chunk.end,
-                    "audio_key": key,
-                }
-            )
-    with session_scope(ctx.sessions) as session:
-        duration = float(plan[-1]["end_seconds"])
-        if JobRepository(session).claim_plan(job_id, duration=duration, chunks_total=len(plan)):
-            ChunkRepository(session).add_plan(job_id, plan)
-            return list(range(len(plan)))
-        # A concurrent run recorded the same plan first; it also enqueues the chunks.
-        return []
-
-
 @dataclass(frozen=True)
-class ChunkWork:
-    """What transcribing one chunk needs, read from SQL before the slow part."""
-
+class Planning:
     job_id: str
-    index: int
-    audio_key: str
-    language: str | None
-    backend: Backend
-    speakers: bool
-    # The provider's transcript of this chunk, created by an earlier attempt.
-    transcript_id: str | None
+    source: str
+    tier: Tier
+    window_seconds: float
+    priority: Priority
+    # Chunks an earlier, interrupted `prepare` already recorded, and their status.
+    known: dict[int, ChunkStatus]
+
+
+def _plan_chunks(ctx: WorkerContext, plan: Planning) -> int:
+    """Cut the source into windows of speech, and hand each out as soon as it is cut: its audio to
+    storage, its row to SQL, its task to the queue. Then record the plan as complete (the number of
+    chunks and the file's duration) and queue the merge. Returns the number of chunks.
+
+    Deterministic, so a `prepare` that runs again (a crash, a lost task) cuts the same windows: it
+    skips the chunks already recorded and re-queues only those whose task Redis no longer holds.
+    """
+    audio = _Decoded(policy_for(plan.tier).max_duration_minutes, plan.tier)
+    chain = ctx.queues.lane_chain(plan.job_id, plan.priority)
+    count = 0
+    with ctx.storage.local_path(plan.source) as path:
+        for window in plan_windows(audio.blocks(path), plan.window_seconds):
+            count += 1
+            status = plan.known.get(window.index)
+            if status is None:
+                _record_chunk(ctx, plan.job_id, window)
+                chain.add(window.index)
+            elif status not in CLOSED:
+                lost = ctx.queues.state(chunk_task_id(plan.job_id, window.index)) in LOST
+                chain.add(window.index, enqueue=lost)
+    with session_scope(ctx.sessions) as session:
+        JobRepository(session).claim_plan(plan.job_id, duration=audio.seconds, chunks_total=count)
+    chain.finish()
+    return count
+
+
+LOST = (WorkState.MISSING, WorkState.ENDED)
+
+
+def _record_chunk(ctx: WorkerContext, job_id: str, window: Window) -> None:
+    key = chunk_key(job_id, window.index)
+    ctx.storage.put_bytes(key, encode_flac(window.pcm))
+    with session_scope(ctx.sessions) as session:
+        ChunkRepository(session).add_once(
+            job_id,
+            window.index,
+            start_seconds=window.start,
+            end_seconds=window.end,
+            spans=window.span_seconds,
+            audio_key=key,
+        )
+        JobRepository(session).start_processing(job_id)
+
+
+class _Decoded:
+    """The source's decoded blocks, counted, stopping at the tier's limit on audio per file."""
+
+    def __init__(self, max_minutes: int, tier: Tier) -> None:
+        self._limit = max_minutes * 60 * SAMPLE_RATE
+        self._max_minutes, self._tier = max_minutes, tier
+        self.samples = 0
+
+    @property
+    def seconds(self) -> float:
+        return self.samples / SAMPLE_RATE
+
+    def blocks(self, path: Path) -> Iterator[Pcm]:
+        for block in decode_pcm(path):
+            self.samples += len(block)
+            if self.samples > self._limit:
+                # Stop decoding at the limit: a ten-hour file must not cost ten hours of decode.
+                raise TooLong(
+                    f"the audio is longer than the {self._max_minutes} min per file "
+                    f"the {self._tier.value} tier allows"
+                )
+            yield block
 
 
 def transcribe_chunk(job_id: str, index: int) -> str:
+    """One chunk's task. Usually the worker has already transcribed it, in a batch with the chunks
+    queued beside it (`worker.batching`), and this finds it done; a batch that failed for it left
+    the error here, and it counts as this task's attempt. Else the chunk is transcribed now."""
     ctx = current()
-    with session_scope(ctx.sessions) as session:
-        chunks = ChunkRepository(session)
-        chunk, job = chunks.get_by_index(job_id, index), JobRepository(session).get(job_id)
-        if chunk is None or job is None or job.status.is_final or not _open(chunk):
+    pair = (job_id, index)
+    outcome = ctx.batch_outcomes.pop(pair, None)
+    if outcome is None:
+        works = claim(ctx, [pair])
+        if not works:
             return "skipped"
-        chunks.mark_started(chunk)
-        offset = chunk.start_seconds
-        work = ChunkWork(
-            job_id=job_id,
-            index=index,
-            audio_key=chunk.audio_key,
-            language=job.language,
-            backend=ctx.backend_for(job.backend),
-            speakers=job.mode == Mode.DIALOGUE,
-            transcript_id=chunk.provider_transcript_id,
-        )
-    started = time.monotonic()
-    try:
-        result = _transcribe(ctx, work)
-    except PermanentTranscriptionError as exc:
-        # A retry would fail the same way: fail the chunk now; the merge fails the job with why.
-        _record_chunk_error(ctx, job_id, index, exc, final=True)
-        return "failed"
-    except Exception as exc:
-        _record_chunk_error(ctx, job_id, index, exc)
-        raise
-    seconds = time.monotonic() - started
-    segments = shift_segments(result.segments, offset)
-    with session_scope(ctx.sessions) as session:
-        stored = ChunkRepository(session).complete_once(
-            job_id,
-            index,
-            text=" ".join(s["text"] for s in segments if s["text"]),
-            segments=segments,
-            language=result.language,
-            seconds=seconds,
-        )
-        if stored:
-            JobRepository(session).increment_completed(job_id)
-    event = "chunk.transcribed" if stored else "chunk.duplicate_discarded"
-    log.info(event, job_id=job_id, chunk_index=index, backend=work.backend.value, seconds=round(seconds, 3))
-    return "transcribed" if stored else "duplicate"
-
-
-def _transcribe(ctx: WorkerContext, work: ChunkWork) -> ChunkTranscript:
-    transcriber = ctx.transcriber_for(work.backend)
-    if isinstance(transcriber, HostedTranscriber):
-        return _transcribe_hosted(ctx, transcriber, work)
-    if work.speakers:
-        raise PermanentTranscriptionError(
-            f"the {work.backend.value} backend cannot label speakers (mode 'dialogue')"
-        )
-    with ctx.storage.local_path(work.audio_key) as path:
-        return transcriber.transcribe(path, work.language)
-
-
-def _transcribe_hosted(
-    ctx: WorkerContext, transcriber: HostedTranscriber, work: ChunkWork
-) -> ChunkTranscript:
-    """Submit the chunk once, and commit the transcript id before waiting for the transcript.
-
-    A retry (a 5xx or a timeout while polling, a worker that died) finds the id and collects that
-    transcript, so the provider bills the chunk once. A transcript that ended in error fails the
-    chunk for good; one the provider no longer knows is submitted again. The one gap: a crash
-    between the provider accepting the transcript and the commit of its id submits the chunk again.
-    """
-    if work.transcript_id is not None:
+        outcome = transcribe_batch(ctx, works)[pair]
+    if isinstance(outcome, ChunkWork):
         try:
-            return transcriber.collect(work.transcript_id)
-        except ProviderTranscriptGone as exc:
-            log.warning(
-                "chunk.provider_transcript_gone",
-                job_id=work.job_id,
-                chunk_index=work.index,
-                transcript_id=work.transcript_id,
-                error=str(exc),
-            )
-    with ctx.storage.local_path(work.audio_key) as path:
-        transcript_id = transcriber.submit(path, work.language, speakers=work.speakers)
-    with session_scope(ctx.sessions) as session:
-        ChunkRepository(session).remember_transcript(work.job_id, work.index, transcript_id)
-    log.info("chunk.submitted", job_id=work.job_id, chunk_index=work.index, transcript_id=transcript_id)
-    return transcriber.collect(transcript_id)
-
-
-def _record_chunk_error(
-    ctx: WorkerContext, job_id: str, index: int, exc: Exception, *, final: bool = False
-) -> None:
-    final = final or _is_last_attempt()
-    # A permanent error's message is written for users; anything else keeps its type for context.
-    error = str(exc) if isinstance(exc, PermanentTranscriptionError) else f"{type(exc).__name__}: {exc}"
-    with session_scope(ctx.sessions) as session:
-        chunks = ChunkRepository(session)
-        chunk = chunks.get_by_index(job_id, index)
-        if chunk is not None and _open(chunk):
-            status = ChunkStatus.FAILED if final else ChunkStatus.PENDING
-            chunks.update(chunk, status=status, error=error)
-    log.warning("chunk.error", job_id=job_id, chunk_index=index, error=str(exc), final=final)
+            return transcribe_one(ctx, outcome)
+        except ChunkFailed:
+            return "failed"
+        except Exception as exc:
+            record_error(ctx, pair, exc, final=_is_last_attempt())
+            raise
+    if isinstance(outcome, Exception):
+        # A permanent error fails the chunk now: the merge fails the job with why.
+        permanent = isinstance(outcome, PermanentTranscriptionError)
+        record_error(ctx, pair, outcome, final=permanent or _is_last_attempt())
+        if permanent:
+            return "failed"
+        raise outcome
+    return str(outcome)
 
 
 def merge(job_id: str) -> str:
@@ -242,30 +214,34 @@ def _merge(ctx: WorkerContext, job_id: str) -> str:
         if job is None or job.status.is_final:
             return "skipped"
         chunks = ChunkRepository(session).list_for_job(job_id)
+        if job.chunks_total is None or len(chunks) < job.chunks_total:
+            # `prepare` is still cutting the audio; it queues the merge when it is done.
+            log.info("merge.waiting", job_id=job_id, planned=len(chunks))
+            return "waiting"
         if any(c.status in UNFINISHED for c in chunks):
             # An early merge (re-enqueued during a recovery) leaves the job to the last chunk's
             # merge, or to the reconciler; only chunks that failed for good fail the job.
             log.info("merge.waiting", job_id=job_id)
             return "waiting"
-        unfinished = [c for c in chunks if _open(c)]
-        if unfinished or not chunks:
+        unfinished = [c for c in chunks if is_open(c)]
+        if unfinished:
             jobs.fail(job, _unfinished_message(unfinished))
             log.warning("job.failed", job_id=job_id, error=job.error)
             return "failed"
-        transcript = merge_chunks(chunks)
+        transcript = merge_chunks(chunks, job.audio_duration_seconds or 0.0)
         for fmt in TranscriptFormat:
             ctx.storage.put_bytes(transcript_key(job_id, fmt.value), render(transcript, fmt).encode())
         if not jobs.complete(job, text=transcript.text, detected_language=transcript.language):
             # A concurrent merge finished the job first; its transcript files are the same.
             log.info("merge.duplicate_discarded", job_id=job_id)
             return "duplicate"
+    # Each chunk's audio went when its result was stored; this sweeps what duplicates left behind.
+    ctx.storage.delete_prefix(chunks_prefix(job_id))
     log.info("job.completed", job_id=job_id, chunks=len(chunks), duration=transcript.duration)
     return "completed"
 
 
 def _unfinished_message(unfinished: list[Chunk]) -> str:
-    if not unfinished:
-        return "the audio produced no chunks"
     first = unfinished[0]
     reason = first.error or f"it ended {first.status.value}"
     return f"{len(unfinished)} chunk(s) could not be transcribed; chunk {first.chunk_index}: {reason}"

@@ -5,7 +5,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from api import probes
-from api.schemas import HealthOut, LiveOut, QueueHealthOut, ReadyOut
+from api.schemas import EngineOut, HealthOut, LiveOut, QueueHealthOut, ReadyOut
 from core.queue_metrics import oldest_queued_seconds
 from core.queues import QueueManager
 from repositories.jobs import JobRepository
@@ -47,6 +47,7 @@ def health(request: Request) -> JSONResponse:
         workers=queues[0] if queues is not None else None,
         jobs_count=jobs_count,
         queues=queues[1] if queues is not None else [],
+        engines=_engines(request.app.state.queues) if queues is not None else [],
     )
     return JSONResponse(body.model_dump(), status_code=200 if healthy else 503)
 
@@ -58,6 +59,16 @@ def _jobs_count(request: Request) -> int | None:
             return JobRepository(session).count()
     except SQLAlchemyError:
         return None
+
+
+def _engines(queues: QueueManager) -> list[EngineOut]:
+    try:
+        return [
+            EngineOut.model_validate({"worker": name, **info})
+            for name, info in sorted(queues.engines().items())
+        ]
+    except RedisError:
+        return []
 
 
 def _queues(queues: QueueManager) -> tuple[int, list[QueueHealthOut]] | None:

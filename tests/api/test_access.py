@@ -79,7 +79,8 @@ def test_delete_removes_the_row_and_every_file(client, two_users, run_worker, se
     job_id = submit_jfk(client, alice)
     run_worker()
     folder = settings.storage_dir / "jobs" / job_id
-    assert (folder / "transcript.txt").is_file() and (folder / "chunks").is_dir()
+    assert (folder / "transcript.txt").is_file() and list(folder.glob("source.*"))
+    assert not (folder / "chunks").exists()  # each chunk's audio went once its text was stored
     assert client.delete(f"/v1/jobs/{job_id}", headers=auth(alice)).status_code == 204
     assert client.get(f"/v1/jobs/{job_id}", headers=auth(alice)).status_code == 404
     assert not folder.exists()

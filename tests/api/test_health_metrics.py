@@ -4,12 +4,14 @@ import shutil
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
+from rq import SimpleWorker
 from sqlalchemy import func, select
 
 from api.app import create_app
@@ -17,6 +19,7 @@ from core.db import session_scope
 from core.enums import ChunkStatus, JobStatus, Priority, Tier
 from repositories.models import Chunk, Job
 from tests.conftest import auth, create_user, speech
+from worker.context import engine_plan
 
 QUEUES = {"stt_jobs_high": "high", "stt_jobs": "normal", "stt_jobs_low": "low"}
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -93,6 +96,55 @@ def test_health_reports_the_stores_and_each_queue(client, sessions):
     assert queues["stt_jobs_high"]["oldest_queued_seconds"] is None
 
 
+def test_health_lists_what_each_worker_transcribes_with(client, worker_ctx, redis):
+    def start(name: str, engine: dict[str, Any] | None) -> None:
+        SimpleWorker(worker_ctx.queues.ordered(), connection=redis, name=name).register_birth()
+        if engine is not None:
+            worker_ctx.queues.publish_engine(name, engine)
+
+    start("cpu-1", worker_ctx.engine())  # what `worker.main` publishes at start
+    gpu = {
+        "backend": "local",
+        "batch_size": 32,
+        "model": "large-v3",
+        "device": "cuda",
+        "device_index": [0, 1],
+        "compute_type": "float16",
+        "threads": 1,
+    }
+    start("gpu-1", gpu)
+    start("hosted-1", {"backend": "assemblyai", "batch_size": 1})
+    start("starting-1", None)  # registered, engine not published yet
+    worker_ctx.queues.publish_engine("gone-1", gpu)  # published, but no longer registered
+
+    engines = {e["worker"]: e for e in client.get("/health").json()["engines"]}
+
+    assert list(engines) == ["cpu-1", "gpu-1", "hosted-1"]
+    plan = engine_plan(worker_ctx.settings)
+    assert engines["cpu-1"] == {
+        "worker": "cpu-1",
+        "backend": "local",
+        "batch_size": worker_ctx.batch_size(),
+        "model": Path(worker_ctx.settings.whisper_model).name,
+        "device": plan.device,
+        "device_index": list(plan.device_index),
+        "compute_type": plan.compute_type,
+        "threads": plan.threads,
+    }
+    assert engines["cpu-1"]["batch_size"] == plan.batch_size >= 1
+    assert engines["gpu-1"] == {"worker": "gpu-1", **gpu}
+    assert engines["hosted-1"] == {
+        "worker": "hosted-1",
+        "backend": "assemblyai",
+        "batch_size": 1,
+        "model": None,
+        "device": None,
+        "device_index": None,
+        "compute_type": None,
+        "threads": None,
+    }
+
+
 def test_database_down(client, settings, redis, stack, tmp_path):
     if stack == "embedded":  # a SQLite file in a folder that does not exist cannot be opened
         url = f"sqlite:///{tmp_path / 'missing' / 'verbatim.db'}"
@@ -132,7 +184,12 @@ def test_redis_down(client, settings):
             "storage": "ok",
         }
         health = down.get("/health").json()
-        assert (health["redis"], health["workers"], health["queues"]) == ("unavailable", None, [])
+        assert (health["redis"], health["workers"], health["queues"], health["engines"]) == (
+            "unavailable",
+            None,
+            [],
+            [],
+        )
         samples, names = scrape(down)
         assert sample(samples, "verbatim_dependency_up", dependency="redis") == 0
         assert "verbatim_queue_depth" not in names and "verbatim_jobs" in names

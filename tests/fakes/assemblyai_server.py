@@ -4,11 +4,12 @@ It speaks what the SDK's prerecorded flow calls — `POST /v2/upload`, `POST /v2
 `GET /v2/transcript/{id}` — with the real API's shapes: `authorization` header checked on every
 request (401 `{"error": ...}` otherwise), transcripts that go queued → processing → completed one
 poll at a time, words in milliseconds. What it "hears" is canned: the words of `sentence`, spread
-over the uploaded WAV's duration. With `speaker_labels: true` two speakers take turns, a sentence
-each (A, B, A, …): words carry `speaker` and the response has `utterances`. An upload that is not a
-WAV ends its transcript `status=error` with the provider's transcoding message. An unknown
-transcript id is a 400 "Transcript ID not found". Failures can be injected per route, and every
-request is recorded so tests can count uploads and creates.
+over the uploaded audio's duration (a chunk as `prepare` stores it: FLAC, or WAV). With
+`speaker_labels: true` two speakers take turns, a sentence each (A, B, A, …): words carry `speaker`
+and the response has `utterances`. An upload that is not audio ends its transcript `status=error`
+with the provider's transcoding message. An unknown transcript id is a 400 "Transcript ID not
+found". Failures can be injected per route, and every request is recorded so tests can count uploads
+and creates.
 """
 
 import io
@@ -16,12 +17,14 @@ import json
 import threading
 import time
 import uuid
-import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import av
+import av.error
 
 JFK = (
     "And so, my fellow Americans, ask not what your country can do for you. "
@@ -109,7 +112,7 @@ class FakeAssemblyAI:
         audio = self._uploads.get(str(request.get("audio_url", "")).rsplit("/", 1)[-1])
         if audio is None:
             return 400, {"error": "Download error, unable to download the audio_url"}
-        transcript = _Transcript(uuid.uuid4().hex, request, _wav_seconds(audio))
+        transcript = _Transcript(uuid.uuid4().hex, request, _audio_seconds(audio))
         self._transcripts[transcript.id] = transcript
         return 200, self._response(transcript, "queued")
 
@@ -154,12 +157,14 @@ def _route(method: str, path: str) -> str:
     return "unknown"
 
 
-def _wav_seconds(audio: bytes) -> float | None:
+def _audio_seconds(audio: bytes) -> float | None:
     try:
-        with wave.open(io.BytesIO(audio), "rb") as wav:
-            return wav.getnframes() / wav.getframerate()
-    except (wave.Error, EOFError):
+        with av.open(io.BytesIO(audio)) as container:
+            frames = list(container.decode(audio=0))
+    except (av.error.FFmpegError, ValueError, IndexError):
         return None
+    samples = sum(f.samples for f in frames)
+    return samples / frames[0].sample_rate if samples else None
 
 
 def _spread(texts: list[str], duration: float) -> list[dict[str, Any]]:

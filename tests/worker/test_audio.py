@@ -1,31 +1,28 @@
-"""worker.audio.iter_chunks: streaming decode and silence-aware chunking, on real speech."""
+"""worker.audio: streaming decode to 16 kHz mono, pauses in a window, and the chunks' FLAC files."""
 
-import io
-import itertools
-import json
 import random
 import re
 import tracemalloc
 import wave
+from collections.abc import Generator
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
-import worker.audio
 from core.media import probe
+from storage.keys import chunk_key
 from tests.conftest import SPEECH
-from worker.audio import SAMPLE_RATE, AudioChunk, AudioDecodeError, iter_chunks
+from worker.audio import SAMPLE_RATE, AudioDecodeError, decode_pcm, encode_flac, read_audio, silence_near_end
 
 JFK = SPEECH / "jfk" / "jfk.flac"
 OPUS = SPEECH / "fleurs_en" / "fleurs-en-000.ogg"
 LONGFORM = SPEECH / "longform" / "ljspeech_LJ001-0001_to_0032_concat.wav"
-LONGFORM_CLIPS = json.loads(LONGFORM.with_suffix(".segments.json").read_text())["segments"]
 
 
 def reference_pcm(path: Path) -> np.ndarray:
-    """The whole file decoded in one go, 16 kHz mono s16: what the chunks must add up to."""
+    """The whole file decoded in one go, 16 kHz mono s16: what the streamed blocks must add up to."""
     resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
     with av.open(str(path)) as container:
         frames = [*container.decode(audio=0), None]
@@ -33,22 +30,10 @@ def reference_pcm(path: Path) -> np.ndarray:
     return np.concatenate(out)
 
 
-def chunk_pcm(chunk: AudioChunk) -> np.ndarray:
-    """The chunk's samples, after checking its WAV header and that it spans [start, end)."""
-    with wave.open(io.BytesIO(chunk.wav)) as wav:
-        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (16_000, 1, 2)
-        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-    assert len(pcm) == round((chunk.end - chunk.start) * SAMPLE_RATE)
-    return pcm
-
-
-def assert_tiling(chunks: list[AudioChunk], duration: float, target: float) -> None:
-    assert [c.index for c in chunks] == list(range(len(chunks)))
-    assert chunks[0].start == 0.0
-    for before, after in itertools.pairwise(chunks):
-        assert before.end == after.start  # exact: no gap, no overlap
-    assert all(0 < c.end - c.start <= target for c in chunks)
-    assert chunks[-1].end == pytest.approx(duration, abs=0.05)
+def decoded(path: Path) -> np.ndarray:
+    blocks = list(decode_pcm(path))
+    assert all(b.dtype == np.int16 and b.ndim == 1 and len(b) for b in blocks)
+    return np.concatenate(blocks)
 
 
 def write_wav(path: Path, pcm: np.ndarray, rate: int = SAMPLE_RATE) -> Path:
@@ -65,108 +50,54 @@ def tone(seconds: float, rate: int = SAMPLE_RATE, hz: float = 440.0) -> np.ndarr
     return (8000 * np.sin(2 * np.pi * hz * t)).astype(np.int16)
 
 
-def dbfs(pcm: np.ndarray) -> float:
-    rms = float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2)))
-    return 20 * np.log10(rms / 32768) if rms else -np.inf
+# --- streaming decode -----------------------------------------------------------------------
 
 
-# --- the 231 s long-form reading ------------------------------------------------------------
+def test_a_long_recording_streams_every_sample_exactly_once() -> None:
+    pcm = decoded(LONGFORM)
+
+    assert len(pcm) == pytest.approx(231.05 * SAMPLE_RATE, abs=SAMPLE_RATE // 100)
+    assert np.array_equal(pcm, reference_pcm(LONGFORM))
 
 
-@pytest.fixture(scope="module")
-def longform_chunks() -> list[AudioChunk]:
-    return list(iter_chunks(LONGFORM, 30))
+def test_high_rate_stereo_flac_is_downmixed_to_16_khz_mono() -> None:
+    pcm = decoded(JFK)  # 44.1 kHz 24-bit stereo
+
+    assert len(pcm) / SAMPLE_RATE == pytest.approx(11.0, abs=0.01)
+    assert np.array_equal(pcm, reference_pcm(JFK))
 
 
-def test_longform_chunks_tile_the_whole_recording(longform_chunks: list[AudioChunk]) -> None:
-    with wave.open(str(LONGFORM)) as source:
-        duration = source.getnframes() / source.getframerate()
+def test_ogg_opus_is_resampled() -> None:
+    pcm = decoded(OPUS)
 
-    assert 4 <= len(longform_chunks) <= 12  # ~8 for 231 s cut every 21-30 s
-    assert_tiling(longform_chunks, duration, target=30)
-
-
-def test_longform_cuts_never_split_a_sentence(longform_chunks: list[AudioChunk]) -> None:
-    pcm = np.concatenate([chunk_pcm(c) for c in longform_chunks])
-    speech_level = dbfs(pcm)
-    for cut in [c.end for c in longform_chunks[:-1]]:
-        inside = [clip["id"] for clip in LONGFORM_CLIPS if clip["start"] + 0.05 < cut < clip["end"] - 0.05]
-        if inside:
-            # Not in one of the 0.3 s gaps between clips: it must be a natural pause, so even
-            # the loudest 10 ms within 50 ms of the cut is far below the speech level.
-            at = round(cut * SAMPLE_RATE)
-            loudest = max(dbfs(pcm[i : i + 160]) for i in range(at - 800, at + 800, 160))
-            assert loudest < speech_level - 20, f"cut at {cut:.2f} s inside {inside[0]}: {loudest:.0f} dBFS"
+    assert len(pcm) / SAMPLE_RATE == pytest.approx(10.56, abs=0.01)
+    assert np.array_equal(pcm, reference_pcm(OPUS))
 
 
-def test_longform_chunks_hold_every_sample_exactly_once(longform_chunks: list[AudioChunk]) -> None:
-    expected = reference_pcm(LONGFORM)
-    pieces = [chunk_pcm(c) for c in longform_chunks]
+def test_a_change_of_sample_rate_mid_stream_keeps_the_timeline_going(tmp_path: Path) -> None:
+    # Two MP3 files joined, 22.05 kHz then 44.1 kHz: one stream whose frames change rate half-way.
+    path = tmp_path / "joined.mp3"
+    with path.open("wb") as out:
+        for rate, seconds in ((22_050, 1.0), (44_100, 2.0)):
+            part = tmp_path / f"part-{rate}.mp3"
+            _encode(part, tone(seconds, rate), rate, "libmp3lame")
+            out.write(part.read_bytes())
 
-    assert sum(len(p) for p in pieces) == len(expected)
-    assert np.array_equal(np.concatenate(pieces), expected)
-
-
-# --- other real recordings ------------------------------------------------------------------
-
-
-def test_file_shorter_than_target_is_one_chunk() -> None:
-    chunks = list(iter_chunks(JFK, 30))  # 44.1 kHz 24-bit stereo FLAC
-
-    assert len(chunks) == 1
-    assert (chunks[0].index, chunks[0].start) == (0, 0.0)
-    assert chunks[0].end == pytest.approx(11.0, abs=0.01)
-    assert np.array_equal(chunk_pcm(chunks[0]), reference_pcm(JFK))
+    # MP3 pads each file by a frame or so; the point is that nothing is refused or lost.
+    assert len(decoded(path)) / SAMPLE_RATE == pytest.approx(3.0, abs=0.2)
 
 
-def test_ogg_opus_is_resampled_and_chunked() -> None:
-    chunks = list(iter_chunks(OPUS, 5))
-
-    assert len(chunks) >= 2
-    assert_tiling(chunks, duration=10.56, target=5)
-    assert np.array_equal(np.concatenate([chunk_pcm(c) for c in chunks]), reference_pcm(OPUS))
-
-
-# --- synthetic edge cases -------------------------------------------------------------------
-
-
-def test_audio_without_silence_falls_back_to_quietest_point(tmp_path: Path, monkeypatch) -> None:
-    path = write_wav(tmp_path / "tone.wav", tone(100, rate=22_050), rate=22_050)
-    fallbacks: list[int] = []
-    quietest = worker.audio._quietest_offset
-
-    def spy(window: np.ndarray) -> int:
-        fallbacks.append(len(window))
-        return quietest(window)
-
-    monkeypatch.setattr(worker.audio, "_quietest_offset", spy)
-
-    chunks = list(iter_chunks(path, 30))
-
-    assert len(fallbacks) == len(chunks) - 1  # every cut needed the fallback
-    assert_tiling(chunks, duration=100.0, target=30)
-    assert all(c.end - c.start >= 21 for c in chunks[:-1])  # cut inside [0.7, 1] * target
+def _encode(path: Path, pcm: np.ndarray, rate: int, codec: str) -> None:
+    # No ID3 tag or Xing header: joined files then read as one stream, as a live MP3 stream would.
+    with av.open(str(path), "w", options={"id3v2_version": "0", "write_xing": "0"}) as container:
+        stream = container.add_stream(codec, rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
 
 
-def test_short_remainder_moves_the_last_cut_instead_of_becoming_a_sliver(tmp_path: Path) -> None:
-    pcm = np.random.default_rng(7).normal(0, 3000, round(30.4 * SAMPLE_RATE)).astype(np.int16)
-    # Two pauses in the search window: the one nearest the target would leave only 0.65 s.
-    for pause_start in (25.0, 29.6):
-        pcm[round(pause_start * SAMPLE_RATE) : round((pause_start + 0.3) * SAMPLE_RATE)] = 0
-    path = write_wav(tmp_path / "noise.wav", pcm)
-
-    chunks = list(iter_chunks(path, 30))
-
-    assert [(c.start, c.end) for c in chunks] == [(0.0, 25.15), (25.15, 30.4)]
-
-
-def test_file_exactly_target_long_is_one_chunk(tmp_path: Path) -> None:
-    path = write_wav(tmp_path / "thirty.wav", tone(30))
-
-    assert [(c.start, c.end) for c in iter_chunks(path, 30)] == [(0.0, 30.0)]
-
-
-def test_memory_stays_flat_on_a_20_minute_file(tmp_path: Path) -> None:
+def test_memory_stays_flat_while_a_20_minute_file_is_decoded(tmp_path: Path) -> None:
     # 7 s of tone then 0.5 s of silence, for 20 minutes: 38.4 MB once decoded at 16 kHz.
     pattern = np.concatenate([tone(7), np.zeros(SAMPLE_RATE // 2, dtype=np.int16)]).astype("<i2")
     path = tmp_path / "long.wav"
@@ -180,18 +111,20 @@ def test_memory_stays_flat_on_a_20_minute_file(tmp_path: Path) -> None:
 
     tracemalloc.start()
     try:
-        end, rss_peak = 0.0, rss_before
-        for chunk in iter_chunks(path, 30):  # consumed one by one, like the worker does
-            end, rss_peak = chunk.end, max(rss_peak, _rss_bytes())
+        samples, largest, rss_peak = 0, 0, rss_before
+        for number, block in enumerate(decode_pcm(path)):  # one by one, like the planner takes them
+            samples, largest = samples + len(block), max(largest, len(block))
+            if number % 64 == 0:
+                rss_peak = max(rss_peak, _rss_bytes())
         _current, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
 
-    assert end == 1200.0
-    # One 30 s chunk is 0.96 MB of PCM plus as much WAV; the whole file would be 38.4 MB.
-    assert peak < 12_000_000
+    assert samples == 1200 * SAMPLE_RATE
+    assert largest < SAMPLE_RATE  # blocks of one decoded frame, never the whole file
+    assert peak < 4_000_000
     # FFmpeg's own buffers are invisible to tracemalloc: check the process did not grow either.
-    assert rss_peak - rss_before < 30_000_000
+    assert rss_peak - rss_before < 20_000_000
 
 
 def _rss_bytes() -> int:
@@ -199,9 +132,13 @@ def _rss_bytes() -> int:
         return int(statm.read().split()[1]) * 4096
 
 
-def test_target_below_one_second_is_refused() -> None:
-    with pytest.raises(ValueError, match="target_seconds"):
-        iter_chunks(JFK, 0.5)
+def test_blocks_come_out_before_the_file_is_read_to_the_end() -> None:
+    blocks = decode_pcm(LONGFORM)
+    assert isinstance(blocks, Generator)
+    first = next(blocks)
+    blocks.close()  # a `prepare` that stops early (a tier limit) closes the file
+
+    assert 0 < len(first) < SAMPLE_RATE
 
 
 # --- broken input ---------------------------------------------------------------------------
@@ -221,7 +158,7 @@ def test_corrupt_second_half_is_a_decode_error(tmp_path: Path, seed: int) -> Non
 
     assert probe(path).codec == "flac"  # it starts like good audio
     with pytest.raises(AudioDecodeError) as caught:
-        list(iter_chunks(path, 4))
+        list(decode_pcm(path))
 
     position = re.match(r"^audio could not be decoded at (\d+\.\d) s: \S", str(caught.value))
     assert position, str(caught.value)
@@ -232,7 +169,7 @@ def test_header_only_wav_has_no_audio(tmp_path: Path) -> None:
     path = write_wav(tmp_path / "empty.wav", np.zeros(0, dtype=np.int16))
 
     with pytest.raises(AudioDecodeError, match=r"^no audio"):
-        list(iter_chunks(path, 30))
+        list(decode_pcm(path))
 
 
 def test_non_audio_file_is_a_decode_error(tmp_path: Path) -> None:
@@ -240,9 +177,80 @@ def test_non_audio_file_is_a_decode_error(tmp_path: Path) -> None:
     path.write_text("not audio at all\n" * 100)
 
     with pytest.raises(AudioDecodeError, match=r"^file is not a decodable audio file: Invalid data"):
-        list(iter_chunks(path, 30))
+        list(decode_pcm(path))
 
 
 def test_missing_file_is_an_os_error_not_bad_audio(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        list(iter_chunks(tmp_path / "gone.wav", 30))
+        list(decode_pcm(tmp_path / "gone.wav"))
+
+
+# --- pauses ---------------------------------------------------------------------------------
+
+
+def noise(seconds: float, level: float = 3000, seed: int = 7) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, level, round(seconds * SAMPLE_RATE)).astype(np.int16)
+
+
+def test_the_pause_nearest_the_end_of_a_window_is_found() -> None:
+    pcm = noise(10)
+    for start in (2.0, 7.0):  # two clear pauses: the later one is nearer the end
+        pcm[round(start * SAMPLE_RATE) : round((start + 0.4) * SAMPLE_RATE)] = 0
+
+    middle = silence_near_end(pcm)
+
+    assert middle is not None
+    assert middle / SAMPLE_RATE == pytest.approx(7.2, abs=0.02)
+
+
+def test_a_shorter_or_louder_pause_is_taken_when_there_is_no_clear_one() -> None:
+    pcm = noise(10)
+    # 160 ms at 14 dB below the noise: too short and too loud for the first attempts.
+    quiet = slice(round(6.0 * SAMPLE_RATE), round(6.16 * SAMPLE_RATE))
+    pcm[quiet] = (pcm[quiet] / 5).astype(np.int16)
+
+    middle = silence_near_end(pcm)
+
+    assert middle is not None
+    assert middle / SAMPLE_RATE == pytest.approx(6.08, abs=0.02)
+
+
+def test_what_counts_as_a_pause_is_relative_to_the_windows_loudness() -> None:
+    quiet_recording = noise(6, level=300)
+    quiet_recording[3 * SAMPLE_RATE : round(3.5 * SAMPLE_RATE)] //= 40  # far below its own level
+
+    middle = silence_near_end(quiet_recording)
+
+    assert middle is not None
+    assert middle / SAMPLE_RATE == pytest.approx(3.25, abs=0.02)
+
+
+@pytest.mark.parametrize(
+    "pcm", [noise(5), tone(5), np.zeros(0, dtype=np.int16)], ids=["noise", "tone", "empty"]
+)
+def test_no_pause_is_no_answer(pcm: np.ndarray) -> None:
+    assert silence_near_end(pcm) is None
+
+
+# --- chunk files ----------------------------------------------------------------------------
+
+
+def test_a_chunk_is_stored_as_lossless_flac_and_read_back_as_the_models_input(tmp_path: Path) -> None:
+    pcm = reference_pcm(JFK)[: 7 * SAMPLE_RATE]
+    path = tmp_path / chunk_key("job", 3).rsplit("/", 1)[-1]
+    data = encode_flac(pcm)
+    path.write_bytes(data)
+
+    audio = read_audio(path)
+
+    assert path.suffix == ".flac" and data.startswith(b"fLaC")
+    assert len(data) < pcm.nbytes * 0.8  # smaller than the PCM it holds
+    assert audio.dtype == np.float32
+    assert np.array_equal(audio, pcm.astype(np.float32) / 32768.0)  # exactly what was planned
+
+
+def test_a_wav_chunk_written_before_the_upgrade_is_still_read(tmp_path: Path) -> None:
+    pcm = tone(1.5)
+    path = write_wav(tmp_path / "00000.wav", pcm)
+
+    assert np.array_equal(read_audio(path), pcm.astype(np.float32) / 32768.0)

@@ -1,8 +1,12 @@
 """The one interface every transcription backend meets."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
 
 
 @dataclass(frozen=True)
@@ -12,6 +16,8 @@ class Word:
     text: str
     # The provider's label ("A", "B", …) when speakers were asked for; None otherwise.
     speaker: str | None = None
+    # How sure the model is of the word (0 to 1), where the backend says.
+    probability: float | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,23 @@ class Transcriber(Protocol):
 
     def transcribe(self, audio: Path, language: str | None) -> ChunkTranscript:
         """Transcribe one 16 kHz mono WAV chunk. `language=None` asks the backend to detect it."""
+
+
+@runtime_checkable
+class BatchTranscriber(Transcriber, Protocol):
+    """A model that transcribes several chunks in one call (faster-whisper on a CPU or a GPU)."""
+
+    batch_size: int
+
+    def transcribe_many(
+        self,
+        audios: Sequence[npt.NDArray[np.float32]],
+        languages: Sequence[str | None],
+        words: Sequence[bool] | None = None,
+    ) -> list[ChunkTranscript]:
+        """Transcribe chunks given as 16 kHz mono float32 samples; one result per chunk, in order.
+        A chunk's result does not depend on the other chunks of the call. `words` asks for word
+        timings of some chunks (they may come with every chunk)."""
 
 
 @runtime_checkable
