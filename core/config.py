@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     whisper_threads: int = Field(default=1, ge=0)
     # Chunks per model call; 0 picks the device's default (worker.backends.devices).
     whisper_batch_size: int = Field(default=0, ge=0, le=256)
-    whisper_beam_size: int = Field(default=5, ge=1)
+    whisper_beam_size: int = Field(default=1, ge=1)
     # Word timings (with per-word probability) in json, and segments cut at sentences: about an
     # eighth more model time on the CPU.
     whisper_word_timestamps: bool = False

@@ -40,6 +40,7 @@ SMOOTH_FRAMES = 3
 CUT_TOLERANCE = 0.05
 _VAD_CONTEXT = 64  # samples of the previous frame the Silero model sees with each frame
 _VAD_BLOCK_FRAMES = 1000  # frames per model call: only memory, never the result, depends on it
+_GATHER_SAMPLES = 250 * FRAME  # decoded audio (8 s) gathered before it is planned: fewer, larger calls
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,13 @@ class _Samples:
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
 
     def forget_before(self, position: int) -> None:
-        self._blocks = [(at, b) for at, b in self._blocks if at + len(b) > position]
+        """Drop samples before `position`; of a block that straddles it, only the rest is kept (a
+        copy, so that the whole block's memory goes)."""
+        self._blocks = [
+            (at, b) if at >= position else (position, b[position - at :].copy())
+            for at, b in self._blocks
+            if at + len(b) > position
+        ]
 
 
 class Planner:
@@ -272,7 +279,7 @@ def plan_windows(blocks: Iterable[Pcm], max_seconds: float) -> Iterator[Window]:
     """
     vad, planner, samples = SpeechProbabilities(), Planner(max_seconds), _Samples()
     index = 0
-    for block in blocks:
+    for block in _gathered(blocks, _GATHER_SAMPLES):
         samples.append(block)
         planner.push(vad.feed(block), samples)
         yield from _hand_out(planner, index)
@@ -282,6 +289,21 @@ def plan_windows(blocks: Iterable[Pcm], max_seconds: float) -> Iterator[Window]:
     planner.push(vad.finish(), samples)
     planner.end(samples)
     yield from _hand_out(planner, index)
+
+
+def _gathered(blocks: Iterable[Pcm], samples: int) -> Iterator[Pcm]:
+    """The stream in blocks of at least `samples` (the last may be shorter): a decoder gives a few
+    milliseconds at a time, and every VAD call and every stored block has a fixed cost."""
+    waiting: list[Pcm] = []
+    size = 0
+    for block in blocks:
+        waiting.append(block)
+        size += len(block)
+        if size >= samples:
+            yield np.concatenate(waiting)
+            waiting, size = [], 0
+    if waiting:
+        yield np.concatenate(waiting)
 
 
 def _hand_out(planner: Planner, first: int) -> Iterator[Window]:

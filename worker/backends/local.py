@@ -12,8 +12,10 @@ shared the batch (checked on the CPU's int8 kernels by the tests).
 """
 
 import inspect
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,14 @@ _TRANSCRIBE_DEFAULTS = inspect.signature(WhisperModel.transcribe).parameters
 PREPEND_PUNCTUATION: str = _TRANSCRIBE_DEFAULTS["prepend_punctuations"].default
 APPEND_PUNCTUATION: str = _TRANSCRIBE_DEFAULTS["append_punctuations"].default
 
+TIME_PRECISION = 0.02  # seconds per timestamp token
+# Like faster-whisper: a window's first timestamp is at most 1 s in (the planner left ~0.3 s).
+MAX_INITIAL_TIMESTAMP_INDEX = 50
+# Speech left after the model's last timestamp, beyond this, is decoded again from there.
+TAIL_SECONDS = 0.7
+CONTINUATIONS = 3
+REPEAT_WORDS = 8  # words a continuation may read again from the end of the piece before it
+
 
 @dataclass(frozen=True)
 class DecodeOptions:
@@ -58,6 +68,7 @@ class LocalWhisper:
         self.batch_size = plan.batch_size
         self.options = DecodeOptions(beam_size=beam_size, word_timestamps=word_timestamps)
         self._tokenizers: dict[str | None, Tokenizer] = {}
+        self._suppress: list[int] | None = None
         log.info(
             "model.loaded",
             model=model,
@@ -95,26 +106,74 @@ class LocalWhisper:
         encoded = model.encode(features)
         chosen = self._languages(encoded, languages)
         tokenizers = [self._tokenizer(lang) for lang in chosen]
-        prompts = [model.get_prompt(t, [], without_timestamps=True) for t in tokenizers]
+        durations = [len(a) / model.feature_extractor.sampling_rate for a in audios]
+        decoded = self._decode(encoded, tokenizers, durations)
+        transcripts = []
+        for row, pieces in enumerate(decoded):
+            words = self._words(encoded, row, tokenizers[row], pieces, durations[row]) if wanted[row] else []
+            segments = [p.segment(words[i] if words else []) for i, p in enumerate(pieces)]
+            transcripts.append(ChunkTranscript(segments=segments, language=chosen[row]))
+        return transcripts
+
+    def _decode(
+        self, encoded: ctranslate2.StorageView, tokenizers: Sequence[Tokenizer], durations: Sequence[float]
+    ) -> list[list["_Piece"]]:
+        """Timestamped decoding, each row continued from its last timestamp while speech is left.
+
+        Whisper sometimes ends a window early (most often where the voice or the recording
+        changes); the timestamps show where it stopped, and the planner has left only speech in the
+        window, so what follows is decoded again from there, on the same encoder output (decoder
+        time only), up to `CONTINUATIONS` times.
+        """
+        pieces: list[list[_Piece]] = [[] for _ in durations]
+        rows: list[int] = list(range(len(durations)))
+        starts: list[float | None] = [None] * len(durations)
+        for _ in range(1 + CONTINUATIONS):
+            results = self._generate(encoded, rows, tokenizers, starts)
+            going_on: list[tuple[int, float]] = []
+            for row, start, tokens in zip(rows, starts, results, strict=True):
+                found = _timed_pieces(tokenizers[row], tokens, start or 0.0, durations[row])
+                if found and pieces[row]:
+                    found[:1] = _without_repeat(tokenizers[row], pieces[row][-1], found[0])
+                if not _take(pieces[row], found, first=start is None):
+                    continue
+                if durations[row] - _covered(pieces[row]) > TAIL_SECONDS:
+                    going_on.append((row, _covered(pieces[row])))
+            if not going_on:
+                break
+            rows, starts = [r for r, _ in going_on], [s for _, s in going_on]
+        return pieces
+
+    def _generate(
+        self,
+        encoded: ctranslate2.StorageView,
+        rows: Sequence[int],
+        tokenizers: Sequence[Tokenizer],
+        starts: Sequence[float | None],
+    ) -> list[list[int]]:
+        """Generated tokens of some rows; a row with a start is continued from that time."""
+        model = self._model
+        batch = encoded if len(rows) == len(tokenizers) else _rows(encoded, rows)
+        # A continuation starts with the timestamp it goes on from; the rest is the model's.
+        prefixes = [
+            [] if s is None else [_timestamp(tokenizers[r], s)] for r, s in zip(rows, starts, strict=True)
+        ]
+        prompts = [
+            model.get_prompt(tokenizers[r], [], without_timestamps=False) + prefix
+            for r, prefix in zip(rows, prefixes, strict=True)
+        ]
         results = model.model.generate(
-            encoded,
+            batch,
             prompts,
             beam_size=self.options.beam_size,
             max_length=model.max_length,
-            suppress_blank=True,
-            suppress_tokens=get_suppressed_tokens(tokenizers[0], [-1]),
+            suppress_blank=starts[0] is None,
+            suppress_tokens=self._suppressed(tokenizers[rows[0]]),
+            max_initial_timestamp_index=MAX_INITIAL_TIMESTAMP_INDEX,
             return_scores=False,
             return_no_speech_prob=False,
         )
-        tokens = [[t for t in r.sequences_ids[0] if t < tokenizers[i].eot] for i, r in enumerate(results)]
-        transcripts = []
-        for i, audio in enumerate(audios):
-            duration = len(audio) / model.feature_extractor.sampling_rate
-            words = self._words(encoded, i, tokenizers[i], tokens[i], duration) if wanted[i] else []
-            text = tokenizers[i].decode(tokens[i]).strip()
-            segments = [Segment(start=0.0, end=round(duration, 3), text=text, words=words)] if text else []
-            transcripts.append(ChunkTranscript(segments=segments, language=chosen[i]))
-        return transcripts
+        return [r.sequences_ids[0][len(p) :] for r, p in zip(results, prefixes, strict=True)]
 
     def _languages(self, encoded: ctranslate2.StorageView, languages: Sequence[str | None]) -> list[str]:
         model = self._model.model
@@ -141,31 +200,138 @@ class LocalWhisper:
         encoded: ctranslate2.StorageView,
         row: int,
         tokenizer: Tokenizer,
-        tokens: list[int],
+        pieces: Sequence["_Piece"],
         duration: float,
-    ) -> list[Word]:
-        """Word timings from the model's cross-attention, aligned on this chunk's row alone."""
+    ) -> list[list[Word]]:
+        """Each piece's word timings, from the model's cross-attention over this row alone (so that
+        they cannot depend on the rest of the batch), all pieces' text aligned at once."""
+        tokens = [t for p in pieces for t in p.tokens]
         if not tokens:
-            return []
+            return [[] for _ in pieces]
         frames = min(round(duration * self._model.frames_per_second), 3000)
-        alignment = self._model.find_alignment(tokenizer, [tokens], _row(encoded, row), frames)[0]
+        alignment = self._model.find_alignment(tokenizer, [tokens], _rows(encoded, [row]), frames)[0]
+        ends = list(accumulate(len(p.tokens) for p in pieces))
+        seen = 0
+        for word in alignment:
+            word["piece"] = bisect_right(ends, seen)
+            seen += len(word["tokens"])
         merge_punctuation(alignment)
-        return [
-            Word(
-                start=round(float(w["start"]), 2),
-                end=round(float(w["end"]), 2),
-                text=w["word"],
-                probability=round(float(w["probability"]), 3),
+        words: list[list[Word]] = [[] for _ in pieces]
+        for w in alignment:
+            if w["word"]:
+                words[min(w["piece"], len(pieces) - 1)].append(
+                    Word(
+                        start=round(float(w["start"]), 2),
+                        end=round(float(w["end"]), 2),
+                        text=w["word"],
+                        probability=round(float(w["probability"]), 3),
+                    )
+                )
+        return words
+
+    def _suppressed(self, tokenizer: Tokenizer) -> list[int]:
+        if self._suppress is None:
+            self._suppress = list(get_suppressed_tokens(tokenizer, [-1]))
+        return self._suppress
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """Decoded text between two timestamps, seconds from the start of the chunk's audio."""
+
+    start: float
+    end: float
+    tokens: list[int]
+    text: str
+
+    def segment(self, words: list[Word]) -> Segment:
+        """As a segment; with words, it runs from its first word to its last (the alignment is
+        finer than the timestamp tokens)."""
+        if not words:
+            return Segment(start=self.start, end=self.end, text=self.text)
+        return Segment(
+            start=words[0].start, end=max(words[-1].end, words[0].start), text=self.text, words=words
+        )
+
+
+def _covered(pieces: Sequence[_Piece]) -> float:
+    return pieces[-1].end if pieces else 0.0
+
+
+def _take(pieces: list[_Piece], found: list[_Piece], *, first: bool) -> bool:
+    """Add a pass's pieces. True when the text now reaches further than before (a first pass that
+    found nothing gets one more try)."""
+    before = _covered(pieces)
+    if not found:
+        return first
+    pieces.extend(found)
+    return _covered(pieces) > before
+
+
+def _without_repeat(tokenizer: Tokenizer, before: _Piece, piece: _Piece) -> list[_Piece]:
+    """`piece` less the words it begins with that `before` ends with (at most `REPEAT_WORDS`): a
+    piece the model closed early often holds its next words already, and a continuation from its
+    end reads them again."""
+    words, word_tokens = tokenizer.split_to_word_tokens([*piece.tokens, tokenizer.eot])
+    words, word_tokens = words[:-1], word_tokens[:-1]  # the end-of-text marker
+    previous = [_plain(w) for w in tokenizer.split_to_word_tokens([*before.tokens, tokenizer.eot])[0][:-1]]
+    ours = [_plain(w) for w in words]
+    repeated = next(
+        (k for k in range(min(REPEAT_WORDS, len(ours), len(previous)), 0, -1) if previous[-k:] == ours[:k]),
+        0,
+    )
+    if not repeated:
+        return [piece]
+    tokens = [t for group in word_tokens[repeated:] for t in group]
+    text = tokenizer.decode(tokens).strip()
+    if not any(c.isalnum() for c in text):
+        return []
+    return [_Piece(piece.start, piece.end, tokens=tokens, text=text)]
+
+
+def _plain(word: str) -> str:
+    return "".join(c for c in word.lower() if c.isalnum())
+
+
+def _timestamp(tokenizer: Tokenizer, seconds: float) -> int:
+    return int(tokenizer.timestamp_begin) + round(seconds / TIME_PRECISION)
+
+
+def _timed_pieces(tokenizer: Tokenizer, tokens: Sequence[int], start: float, duration: float) -> list[_Piece]:
+    """Pieces of text between timestamp tokens (`<|t0|> text <|t1|>`), with times clamped to the
+    audio and kept in order. Text the model left without a closing timestamp runs to the end of the
+    audio. Pieces with nothing to read (a lone full stop) are left out."""
+    pieces: list[_Piece] = []
+    opened, text = start, list[int]()
+
+    def close(at: float) -> None:
+        end = min(max(at, opened), duration)
+        words = tokenizer.decode(text).strip()
+        if any(c.isalnum() for c in words):
+            pieces.append(
+                _Piece(start=round(min(opened, end), 3), end=round(end, 3), tokens=list(text), text=words)
             )
-            for w in alignment
-            if w["word"]
-        ]
+
+    for token in tokens:
+        if token == tokenizer.eot:
+            break
+        if token < tokenizer.timestamp_begin:
+            text.append(token)
+            continue
+        at = (token - tokenizer.timestamp_begin) * TIME_PRECISION
+        if text:
+            close(at)
+            text = []
+        opened = max(at, pieces[-1].end if pieces else start)
+    if text:
+        close(duration)
+    return pieces
 
 
-def _row(encoded: ctranslate2.StorageView, row: int) -> ctranslate2.StorageView:
-    """One chunk's encoder output, so that its alignment cannot depend on the rest of the batch."""
+def _rows(encoded: ctranslate2.StorageView, rows: Sequence[int]) -> ctranslate2.StorageView:
+    """Some chunks' encoder output, on the CPU (the model takes it from there on any device)."""
     on_cpu = encoded if encoded.device == "cpu" else encoded.to_device(ctranslate2.Device.cpu)
-    return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(on_cpu)[row : row + 1]))
+    return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(on_cpu)[list(rows)]))
 
 
 def merge_punctuation(alignment: list[dict[str, Any]]) -> None:
