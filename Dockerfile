@@ -23,7 +23,8 @@ USER verbatim
 VOLUME ["/data"]
 EXPOSE 8000
 
-# $PORT as platforms set it. --proxy-headers trusts X-Forwarded-* only from FORWARDED_ALLOW_IPS
-# (uvicorn's default: 127.0.0.1); set it to the reverse proxy's address so rate limits see clients.
+# $PORT as platforms set it. The app, not uvicorn (--no-proxy-headers), reads X-Forwarded-For and
+# X-Forwarded-Proto, and only from the proxies in FORWARDED_ALLOW_IPS (default 127.0.0.1): set it
+# to the reverse proxy's address, or every client behind the proxy shares its rate limits.
 # No HEALTHCHECK here: the API and a worker need different ones (docker-compose.yml has both).
-CMD ["sh", "-c", "exec uvicorn --factory api.app:create_app --host 0.0.0.0 --port \"$PORT\" --proxy-headers"]
+CMD ["sh", "-c", "exec uvicorn --factory api.main:app --no-proxy-headers --host 0.0.0.0 --port \"$PORT\""]

@@ -3,7 +3,7 @@ which user a bearer credential stands for."""
 
 from datetime import timedelta
 
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from core.enums import Tier
@@ -23,16 +23,21 @@ BAD_LOGIN = "incorrect email or password"
 DISABLED = "this account is disabled"
 
 
-def register(session: Session, email: str, password: str) -> User:
+def register(session: Session, email: str, password: str) -> None:
+    """Create a free account for a new email; for a registered one, change nothing.
+
+    The caller answers both alike, so registration does not tell which emails have accounts: the
+    password is hashed either way (the time is the same) and nothing is said about the existing
+    account, which keeps its password, tier and keys. Its owner learns of the attempt from the
+    `user.register_existing` event (there is no mail to send them)."""
     users = UserRepository(session)
-    if users.get_by_email(email) is not None:
-        raise Conflict(f"a user with email {email} exists")
-    try:
-        user = users.create_user(email, Tier.FREE, password_hash=hash_password(password))
-    except IntegrityError as exc:  # a concurrent registration of the same email won the race
-        raise Conflict(f"a user with email {email} exists") from exc
-    log.info("user.registered", user_id=user.id)
-    return user
+    user_id = users.create_unless_taken(email, Tier.FREE, password_hash=hash_password(password))
+    if user_id is not None:
+        log.info("user.registered", user_id=user_id)
+        return
+    existing = users.get_by_email(email)
+    # The attempted email is not logged (personal data); the account's id is enough to find it.
+    log.warning("user.register_existing", user_id=existing.id if existing else None)
 
 
 def login(session: Session, email: str, password: str) -> User:

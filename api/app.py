@@ -3,14 +3,20 @@
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+from starlette.routing import Match
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api.dashboard import mount_dashboard
 from api.metrics import metrics_registry
@@ -29,6 +35,7 @@ from api.routers import (
 )
 from api.routers import dashboard as dashboard_routes
 from api.routers import webhooks as webhook_routes
+from api.schemas import ErrorOut
 from core.config import Settings, get_settings
 from core.db import make_engine, make_session_factory
 from core.errors import AppError
@@ -40,13 +47,16 @@ from storage.factory import make_storage
 
 log = get_logger(__name__)
 
+# What a client told "no database connection came free in time" should wait before trying again.
+BUSY_RETRY_AFTER_SECONDS = 5
+
 
 def create_app(settings: Settings | None = None, redis: Redis | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, pool_timeout=settings.database_pool_timeout_seconds)
         client = redis or _redis(settings)
         app.state.settings = settings
         app.state.sessions = make_session_factory(engine)
@@ -78,6 +88,11 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     app.include_router(dashboard_routes.router)
     mount_dashboard(app, settings)
     _install_error_handlers(app)
+    _document_errors_as_handled(app)
+    # Outermost, so everything inside sees the client's address: from X-Forwarded-For when the
+    # peer is one of the trusted proxies (FORWARDED_ALLOW_IPS), else the peer's own. The app does
+    # this rather than uvicorn, so that one setting holds however the API is started.
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app
 
 
@@ -92,16 +107,61 @@ def _error(status: int, error: str, detail: str, headers: Mapping[str, str] | No
     return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 
+def _allowed_methods(request: Request, named: str) -> str:
+    """`Allow` for a 405: the methods of every route of the resource. Starlette names (`named`)
+    only those of the first route whose path matched: `GET /v1/jobs/{id}`, not its `DELETE`. The
+    resource is that first route's path, a concrete one before a template (OpenAPI's rule):
+    `/v1/jobs/stats` allows GET only, though `DELETE /v1/jobs/{id}` would take the URL."""
+    routes = [r for r in iter_route_contexts(request.app.routes) if r.methods]
+    matched = [r for r in routes if r.matches(request.scope)[0] != Match.NONE]
+    if not matched:
+        return named
+    return ", ".join(
+        sorted({m for r in matched if r.path_format == matched[0].path_format for m in r.methods or ()})
+    )
+
+
+def _document_errors_as_handled(app: FastAPI) -> None:
+    """The schema says what the handlers below answer: FastAPI documents its own 422 (on a route
+    that declares none) as its `HTTPValidationError`, which this API never sends; it is `ErrorOut`."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _validation_errors_as_error_out(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _validation_errors_as_error_out(schema: dict[str, Any]) -> dict[str, Any]:
+    for operation in (op for path in schema["paths"].values() for op in path.values()):
+        body = operation.get("responses", {}).get("422", {}).get("content", {}).get("application/json", {})
+        if body.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+            body["schema"] = {"$ref": "#/components/schemas/ErrorOut"}
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    components.setdefault("ErrorOut", ErrorOut.model_json_schema())
+    return schema
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(_: Request, exc: AppError) -> JSONResponse:
         return _error(exc.status_code, exc.error, exc.detail, exc.headers)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         # Framework errors (an unknown path, a wrong method) take the same shape as ours.
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            # FastAPI answers malformed JSON with 422 but JSON that is not UTF-8 (RFC 8259 8.1) with
+            # a bare 400: one answer for both, as `POST /v1/jobs` (which parses its own JSON) gives.
+            return _error(422, "validation_error", "body: JSON decode error: the body is not UTF-8")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request, headers.get("Allow", ""))
         error = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
-        return _error(exc.status_code, error, str(exc.detail), exc.headers)
+        return _error(exc.status_code, error, str(exc.detail), headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -110,10 +170,29 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
         return _error(422, "validation_error", detail)
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, _: ClientDisconnect) -> Response:
+        # Nobody is left to read an answer (the server drops it): one line, not a traceback. The
+        # route's template, not the path: an upload URL's path is its credential.
+        route = getattr(request.scope.get("route"), "path", None)
+        log.info("request.client_disconnected", method=request.method, route=route)
+        return Response(status_code=499)  # nginx's "client closed request"
+
     @app.exception_handler(OperationalError)
     async def database_down(_: Request, exc: OperationalError) -> JSONResponse:
         log.error("database.unavailable", error=str(exc.orig))
         return _error(503, "service_unavailable", "the database is unavailable, try again shortly")
+
+    @app.exception_handler(PoolTimeout)
+    async def database_busy(_: Request, exc: PoolTimeout) -> JSONResponse:
+        # Every connection of the pool stayed taken while this request waited: overloaded, not down.
+        log.warning("database.pool_exhausted", error=str(exc))
+        return _error(
+            503,
+            "service_unavailable",
+            "the service is busy, try again shortly",
+            {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+        )
 
     @app.exception_handler(RedisError)
     async def redis_down(_: Request, exc: RedisError) -> JSONResponse:

@@ -11,12 +11,15 @@ from sqlalchemy.orm import Session
 from api import accounts
 from core.config import Settings
 from core.errors import Forbidden, ServiceUnavailable, Unauthorized
+from core.logging import get_logger
 from core.queues import QueueManager
 from core.ratelimit import RateLimiter
 from core.signing import UrlSigner
 from core.tokens import TokenCodec
 from repositories.models import User
 from storage.base import Storage
+
+log = get_logger(__name__)
 
 
 class UnitOfWork:
@@ -26,6 +29,7 @@ class UnitOfWork:
         self.session = session
         self._after_commit: list[Callable[[], object]] = []
         self._after_rollback: list[Callable[[], object]] = []
+        self._undo: list[Callable[[Session], object]] = []
 
     def after_commit(self, action: Callable[[], object]) -> None:
         self._after_commit.append(action)
@@ -34,10 +38,30 @@ class UnitOfWork:
         """Undo a side effect made outside the database (a stored file) if the transaction fails."""
         self._after_rollback.append(action)
 
+    def commit_early(self, undo: Callable[[Session], object]) -> None:
+        """Commit what is done so far and hand the connection back to the pool, before a slow step
+        that needs no database (a request body streaming in): a slow client must not hold one of
+        the few connections. The session takes a connection again when it is next used.
+
+        `undo(session)` reverses what this committed, in a transaction of its own, if the request
+        fails after all."""
+        self.session.commit()
+        self._undo.append(undo)
+
     def rollback(self) -> None:
         self.session.rollback()
         for action in self._after_rollback:
             action()
+        for undo in self._undo:
+            self._run_undo(undo)
+
+    def _run_undo(self, undo: Callable[[Session], object]) -> None:
+        try:
+            undo(self.session)
+            self.session.commit()
+        except Exception as exc:  # the request's own error is the one to answer with
+            self.session.rollback()
+            log.error("request.undo_failed", error=str(exc))
 
     def run_after_commit(self) -> None:
         for action in self._after_commit:
@@ -123,8 +147,8 @@ def _current_user(
 
 
 def client_ip(request: Request) -> str:
-    # Behind a proxy, run uvicorn with --proxy-headers/--forwarded-allow-ips so this is the
-    # client's address rather than the proxy's.
+    # The client's address: when the peer is a trusted proxy (FORWARDED_ALLOW_IPS), the app's
+    # proxy-headers middleware (api/app.py) has put the address from X-Forwarded-For here.
     return request.client.host if request.client else "unknown"
 
 

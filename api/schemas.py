@@ -4,10 +4,12 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, StrictInt
 
+from api.fields import Text
 from core.enums import Backend, ChunkStatus, JobStatus, Mode, Priority, Tier
 from repositories.models import Chunk, Job, User, WebhookEvent, WebhookStatus
+from storage.base import UploadForm
 
 if TYPE_CHECKING:
     from api.services import Stats, Usage
@@ -80,7 +82,11 @@ class JobOut(BaseModel):
 
 class JobList(BaseModel):
     items: list[JobOut]
-    total: int
+    total: int = Field(
+        description="matches before paging; when `total_exact` is false, a lower bound (at least "
+        "1,000 past `offset`): page on while `offset + limit < total`, or ask `exact_total=true`"
+    )
+    total_exact: bool = True
     limit: int
     offset: int
 
@@ -198,7 +204,9 @@ class HealthOut(BaseModel):
     redis: str
     storage: str
     workers: int | None
-    jobs_count: int | None
+    jobs_count: int | None = Field(
+        description="jobs in SQL: exact up to 10,000, past that PostgreSQL's estimate"
+    )
     queues: list[QueueHealthOut]
     engines: list[EngineOut] = Field(
         default_factory=list, description="per worker: device, model, batch size"
@@ -241,6 +249,13 @@ class RegisterIn(BaseModel):
     password: Password
 
 
+class LoginForm(BaseModel):
+    """The OAuth2 password flow's form; its other fields (`grant_type`, `scope`) are not used."""
+
+    username: Text = Field(description="your email")
+    password: str = Field(max_length=MAX_PASSWORD_LENGTH, json_schema_extra={"format": "password"})
+
+
 class PasswordChange(BaseModel):
     current_password: str = Field(max_length=MAX_PASSWORD_LENGTH)
     new_password: Password
@@ -260,6 +275,15 @@ class UserOut(BaseModel):
     tier: Tier
     is_admin: bool
     created_at: datetime
+
+
+class RegistrationOut(BaseModel):
+    """The same answer whether the email was new or already had an account: registration does not
+    tell which emails are registered. A new email's account exists now; a registered one's is
+    unchanged (its password still the old one)."""
+
+    email: str
+    detail: str = "registration received: log in with this email and password (POST /v1/auth/login)"
 
 
 class AdminUserOut(UserOut):
@@ -292,11 +316,11 @@ class UserPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tier: Tier | None = None
-    is_active: bool | None = None
+    is_active: StrictBool | None = None  # JSON true/false, not 0/1 or "yes"
 
 
 class ApiKeyCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=100, description="what the key is for, e.g. 'laptop'")
+    name: Text = Field(min_length=1, max_length=100, description="what the key is for, e.g. 'laptop'")
 
 
 class ApiKeyOut(BaseModel):
@@ -317,16 +341,35 @@ class UploadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     filename: str = Field(min_length=1, max_length=1024, description="only its extension is kept")
-    size: int = Field(gt=0, description="the file's length in bytes")
+    size: StrictInt = Field(gt=0, description="the file's length in bytes")  # not "5" or 5.0
     content_type: str | None = Field(default=None, max_length=255)
 
 
 class UploadTicket(BaseModel):
-    upload_url: str = Field(description="send the file's bytes here, as the whole request body")
+    """Where and how to send the file. `PUT` (local storage): the file is the whole request body,
+    sent with `headers`. `POST` (S3): a form upload, `multipart/form-data` with each of `fields`
+    and then the file as the last part, named `file`. Either way a body longer than the `size`
+    asked for is refused."""
+
+    upload_url: str = Field(description="send the file here, with `method`")
     object_key: str = Field(description="pass to `POST /v1/jobs` as `object_key` once uploaded")
     expires_at: datetime
-    method: Literal["PUT"] = "PUT"
+    method: Literal["PUT", "POST"] = "PUT"
     headers: dict[str, str] = Field(description="headers to send with the upload")
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="`POST` only: the form fields to send before the file"
+    )
+
+    @classmethod
+    def of(cls, object_key: str, form: UploadForm) -> "UploadTicket":
+        return cls(
+            upload_url=form.url,
+            object_key=object_key,
+            expires_at=form.expires_at,
+            method=form.method,
+            headers=form.headers,
+            fields=form.fields,
+        )
 
 
 class UploadReceived(BaseModel):

@@ -15,6 +15,7 @@ from core.errors import (
     BadRequest,
     Conflict,
     Invalid,
+    NotFound,
     PayloadTooLarge,
     PaymentRequired,
     ServiceUnavailable,
@@ -24,11 +25,13 @@ from core.errors import (
 from core.logging import get_logger
 from core.media import EmptyAudioError, MediaInfo, NotAudioError, probe
 from core.queues import QueueManager
-from core.tiers import TierPolicy, policy_for
-from repositories.chunks import CLOSED, ChunkRepository
+from core.tiers import TierPolicy, month_start, policy_for
+from repositories.chunks import ChunkRepository
 from repositories.jobs import JobRepository
 from repositories.models import Job, User
+from repositories.reservations import ReservationRepository
 from repositories.uploads import UploadRepository
+from repositories.users import UserRepository
 from storage.base import InvalidKey, Storage, check_key
 from storage.keys import job_prefix, source_key
 
@@ -36,15 +39,14 @@ log = get_logger(__name__)
 
 # What a client told "too many active jobs" should wait before trying again.
 ACTIVE_RETRY_AFTER_SECONDS = 30
+# How long a submission's reservation holds its slot: a request that died without releasing it
+# stops blocking its user's next submissions then. (An upload still streaming after that is
+# checked again, exactly, when its job is created.)
+RESERVATION_SECONDS = 3600
 
 
 def new_job_id() -> str:
     return str(uuid.uuid4())
-
-
-def month_start(now: datetime | None = None) -> datetime:
-    now = now or datetime.now(UTC)
-    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,12 @@ class Usage:
     seconds_used: float
     active_jobs: int
     policy: TierPolicy
+    # Submissions whose audio is still on its way: each holds one of the active jobs' slots.
+    uploads_in_flight: int = 0
 
     @property
     def seconds_left(self) -> float:
-        return max(0.0, self.policy.monthly_minutes * 60 - self.seconds_used)
+        return self.policy.seconds_left(self.seconds_used)
 
 
 def usage(session: Session, user: User) -> Usage:
@@ -66,15 +70,20 @@ def usage(session: Session, user: User) -> Usage:
         seconds_used=jobs.billed_seconds(user.id, start),
         active_jobs=jobs.count_active(user.id),
         policy=policy_for(user.tier),
+        uploads_in_flight=ReservationRepository(session).count_live(user.id, datetime.now(UTC)),
     )
 
 
 def check_can_submit(session: Session, user: User) -> Usage:
-    """Refuse new work before any byte is read: too many active jobs (429), quota spent (402)."""
+    """Refuse new work before any byte is read: too many active jobs (429), quota spent (402).
+
+    A read, so two requests may both pass it: `reserve_submission` and `admit` are the exact checks."""
     current = usage(session, user)
-    if current.active_jobs >= current.policy.max_active_jobs:
+    taken = current.active_jobs + current.uploads_in_flight
+    if taken >= current.policy.max_active_jobs:
+        uploading = f" ({current.uploads_in_flight} of them uploading)" if current.uploads_in_flight else ""
         raise TooManyRequests(
-            f"you have {current.active_jobs} active jobs; the {user.tier.value} tier allows "
+            f"you have {taken} active jobs{uploading}; the {user.tier.value} tier allows "
             f"{current.policy.max_active_jobs} at a time",
             retry_after=ACTIVE_RETRY_AFTER_SECONDS,
         )
@@ -84,13 +93,40 @@ def check_can_submit(session: Session, user: User) -> Usage:
     return current
 
 
+def reserve_submission(session: Session, user: User) -> str:
+    """Take one of the user's active-job slots for a submission whose audio is still to come, or
+    refuse (429, 402). Returns the reservation's id; the caller commits it before reading the body.
+
+    The user's row is locked first, so of concurrent submissions exactly as many as there are free
+    slots get one."""
+    UserRepository(session).lock(user.id)
+    reservations, now = ReservationRepository(session), datetime.now(UTC)
+    reservations.drop_expired(user.id, now)
+    check_can_submit(session, user)
+    return reservations.take(user.id, now + timedelta(seconds=RESERVATION_SECONDS)).id
+
+
+def release_reservation(session: Session, reservation_id: str) -> None:
+    ReservationRepository(session).release(reservation_id)
+
+
+def admit(session: Session, user: User, reservation_id: str, duration: float | None) -> None:
+    """In the transaction that creates the job: the job takes the reservation's place, and the
+    limits are checked again under the user's lock, the monthly minutes now with the audio's
+    duration where it is known (concurrent submissions cannot together pass the quota)."""
+    UserRepository(session).lock(user.id)
+    release_reservation(session, reservation_id)
+    check_duration(check_can_submit(session, user), duration, user.tier.value)
+
+
 def check_audio(storage: Storage, upload: ReceivedUpload) -> MediaInfo:
     """Reject an upload that is empty or not decodable audio."""
     if upload.size == 0:
         raise BadRequest("the file is empty")
     try:
-        with storage.local_path(upload.key) as path:
-            return probe(path)
+        # Ranged reads: the header and half a second of audio, not the whole object.
+        with storage.open_seekable(upload.key) as source:
+            return probe(source)
     except EmptyAudioError as exc:
         raise BadRequest(str(exc)) from exc
     except NotAudioError as exc:
@@ -123,11 +159,11 @@ def accept_stored_audio(
     user: User,
     upload: ReceivedUpload,
     options: JobOptions,
-    current: Usage,
+    reservation_id: str,
 ) -> Job:
     """Audio already in storage becomes a job, if it decodes and fits the tier's limits."""
-    duration = check_audio(storage, upload).duration_seconds
-    check_duration(current, duration, user.tier.value)
+    duration = check_audio(storage, upload).duration_seconds  # slow: before the user's lock
+    admit(session, user, reservation_id, duration)
     return create_job(session, job_id, user, upload, options, duration)
 
 
@@ -153,9 +189,16 @@ def create_job(
 
 
 def create_url_job(
-    session: Session, job_id: str, user: User, url: str, filename: str | None, options: JobOptions
+    session: Session,
+    job_id: str,
+    user: User,
+    url: str,
+    filename: str | None,
+    options: JobOptions,
+    reservation_id: str,
 ) -> Job:
     """A job whose audio the worker fetches first: its size and length are known only then."""
+    admit(session, user, reservation_id, None)
     name = safe_filename(filename or filename_from_url(url))
     return JobRepository(session).create(
         id=job_id,
@@ -227,26 +270,42 @@ def withdraw_job(session: Session, storage: Storage, job_id: str) -> None:
     storage.delete_prefix(job_prefix(job_id))
 
 
+CANCEL_RULE = "only pending or processing jobs can be canceled"
+RETRY_RULE = "only failed jobs can be retried"
+
+# Cancel and retry write the chunks before the job: the order in which a worker storing a chunk
+# locks the same rows, so that the two do not deadlock. The job's write is conditional: if another
+# writer changed the job since it was read, the Conflict rolls the chunks' write back with it.
+
+
 def cancel_job(session: Session, job: Job) -> list[int]:
     """Cancel a pending or processing job; returns the chunks whose queued work should be dropped."""
     if not job.status.is_active:
-        raise Conflict(f"the job is {job.status.value}; only pending or processing jobs can be canceled")
-    chunks = ChunkRepository(session)
-    indexes = [c.chunk_index for c in chunks.list_for_job(job.id) if c.status not in CLOSED]
-    chunks.cancel_open(job.id)
-    JobRepository(session).cancel(job)
+        raise Conflict(f"the job is {job.status.value}; {CANCEL_RULE}")
+    indexes = ChunkRepository(session).cancel_open(job.id)
+    if not JobRepository(session).cancel(job):  # a merge finished it meanwhile
+        raise _changed_meanwhile(session, job, CANCEL_RULE)
     return indexes
 
 
 def retry_job(session: Session, user: User, job: Job) -> list[int] | None:
     """Put a failed job back in the pipeline. Returns the chunks to redo, or None to prepare again."""
     if job.status != JobStatus.FAILED:
-        raise Conflict(f"the job is {job.status.value}; only failed jobs can be retried")
+        raise Conflict(f"the job is {job.status.value}; {RETRY_RULE}")
+    UserRepository(session).lock(user.id)  # the failed job becomes active: the same exact check
     check_can_submit(session, user)
     planned = job.chunks_total is not None
     indexes = ChunkRepository(session).reopen_failed(job.id) if planned else None
-    JobRepository(session).reopen(job, planned=planned)
+    if not JobRepository(session).reopen(job, planned=planned):  # a concurrent retry reopened it
+        raise _changed_meanwhile(session, job, RETRY_RULE)
     return indexes
+
+
+def _changed_meanwhile(session: Session, job: Job, rule: str) -> Conflict | NotFound:
+    status = JobRepository(session).status_of(job.id)
+    if status is None:
+        return NotFound(f"no job {job.id}")
+    return Conflict(f"the job is {status.value}; {rule}")
 
 
 @dataclass(frozen=True)

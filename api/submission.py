@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from api.fields import Text
 from core.config import Settings
 from core.enums import Backend, Mode, Priority
 from core.errors import Invalid
@@ -31,11 +32,18 @@ class JobCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    object_key: str | None = Field(
-        None, max_length=512, description="the `object_key` `POST /v1/uploads` returned, once uploaded"
+    # min_length: an empty string is no source, not a second way to leave one out.
+    object_key: Text | None = Field(
+        None,
+        min_length=1,
+        max_length=512,
+        description="the `object_key` `POST /v1/uploads` returned, once uploaded",
     )
-    audio_url: str | None = Field(
-        None, max_length=2048, description="an http(s) URL of the audio; the worker downloads it"
+    audio_url: Text | None = Field(
+        None,
+        min_length=1,
+        max_length=2048,
+        description="an http(s) URL of the audio; the worker downloads it",
     )
     filename: str | None = Field(
         None, max_length=255, description="shown in the job; default from the key or URL"
@@ -44,7 +52,7 @@ class JobCreate(BaseModel):
     priority: str | None = Field(None, max_length=16)
     backend: str | None = Field(None, max_length=32)
     mode: str | None = Field(None, max_length=16)
-    webhook_url: str | None = Field(None, max_length=2048)
+    webhook_url: Text | None = Field(None, max_length=2048)
 
     @model_validator(mode="after")
     def _one_source(self) -> "JobCreate":

@@ -16,11 +16,21 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
+from api.fields import storable
 from core.errors import BadRequest, PayloadTooLarge, UnsupportedMedia
 from storage.base import ObjectWriter, Storage
 
 FILE_FIELD = "file"
 MAX_FIELD_BYTES = 1024
+# The form's parts besides the file are a handful of short options: whatever else is sent is
+# bounded as it arrives, not after it is all read (a stream of small fields is not an upload).
+# (python-multipart bounds each part's headers: 8 lines of 4 KiB at most.)
+MAX_FIELDS = 16
+MAX_FIELDS_BYTES = 8 * 1024
+# What a body may carry beyond the file: fields, part headers, boundaries.
+FORM_OVERHEAD_BYTES = 128 * 1024
+# The width of `jobs.content_type` (RFC 6838 allows 127 characters each for a type and a subtype).
+MAX_CONTENT_TYPE = 255
 _EXTENSION = re.compile(r"^\.[a-z0-9]{1,8}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -55,6 +65,7 @@ class _Receiver:
         self._header_field = self._header_value = b""
         self._writer: ObjectWriter | None = None
         self._field: tuple[str, bytearray] | None = None
+        self._fields = self._fields_bytes = 0
 
     def callbacks(self) -> dict[str, Callable[..., None]]:
         return {
@@ -81,12 +92,15 @@ class _Receiver:
         _, options = parse_options_header(self._headers.get("content-disposition", ""))
         name = options.get(b"name", b"").decode("utf-8", "replace")
         if name != FILE_FIELD:
+            self._fields += 1
+            if self._fields > MAX_FIELDS:
+                raise BadRequest(f"the form has more than {MAX_FIELDS} fields besides `file`")
             self._field = (name, bytearray())
             return
         if self._writer is not None:
             raise BadRequest("send exactly one `file` field")
         self.upload.filename = safe_filename(options.get(b"filename", b"").decode("utf-8", "replace"))
-        self.upload.content_type = self._headers.get("content-type")
+        self.upload.content_type = _content_type(self._headers.get("content-type"))
         self.upload.key = self._key_for(safe_extension(self.upload.filename))
         self._writer = self._stack.enter_context(self._storage.writer(self.upload.key))
 
@@ -95,6 +109,9 @@ class _Receiver:
             self._field[1].extend(data[start:end])
             if len(self._field[1]) > MAX_FIELD_BYTES:
                 raise BadRequest(f"form field `{self._field[0]}` is too long")
+            self._fields_bytes += end - start
+            if self._fields_bytes > MAX_FIELDS_BYTES:
+                raise PayloadTooLarge(f"the form's fields besides `file` are over {MAX_FIELDS_BYTES} bytes")
             return
         assert self._writer is not None
         self.upload.size += end - start
@@ -114,6 +131,18 @@ class _Receiver:
             self._stack.__exit__(type(exc), exc, exc.__traceback__)
 
 
+def _content_type(raw: str | None) -> str | None:
+    """The `file` part's Content-Type, kept with the job: 400 unless the database can take it."""
+    if raw is None:
+        return None
+    if len(raw) > MAX_CONTENT_TYPE:
+        raise BadRequest(f"the Content-Type of the `file` part is longer than {MAX_CONTENT_TYPE} characters")
+    try:
+        return storable(raw)
+    except ValueError as exc:
+        raise BadRequest(f"the Content-Type of the `file` part {exc}") from None
+
+
 async def receive_upload(
     request: Request, storage: Storage, key_for: Callable[[str], str], max_bytes: int
 ) -> ReceivedUpload:
@@ -123,13 +152,19 @@ async def receive_upload(
     loop only moves bytes.
     """
     boundary = _boundary(request)
-    declared = int(request.headers.get("content-length") or 0)
-    if declared > max_bytes + 64 * 1024:
-        raise PayloadTooLarge(f"the file is larger than the {max_bytes // (1024 * 1024)} MB limit")
+    too_large = PayloadTooLarge(f"the file is larger than the {max_bytes // (1024 * 1024)} MB limit")
+    # A chunked body states no length: the same bound is kept while it streams.
+    body_limit = max_bytes + FORM_OVERHEAD_BYTES
+    if int(request.headers.get("content-length") or 0) > body_limit:
+        raise too_large
     receiver = _Receiver(storage, key_for, max_bytes)
     parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
+    received = 0
     try:
         async for data in request.stream():
+            received += len(data)
+            if received > body_limit:
+                raise too_large
             await anyio.to_thread.run_sync(parser.write, data)
         parser.finalize()
     except BaseException as exc:

@@ -4,16 +4,21 @@ Platform conventions are unprefixed (`DATABASE_URL`, `REDIS_URL`, `PORT`); every
 `VERBATIM_*`.
 """
 
+import ipaddress
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.enums import Backend
 
 MIN_JWT_SECRET_LENGTH = 32
+# Longest a finished job may be kept (a century), by the worker's retention and the admin's purge.
+# Unbounded, the cutoff `now - days` could pass year 1, where Python's datetime ends.
+MAX_RETENTION_DAYS = 36_500
 
 
 def _bundled_model_path() -> str:
@@ -32,11 +37,16 @@ class Settings(BaseSettings):
     environment: Literal["development", "production", "test"] = "development"
     data_dir: Path = Path("./data")
     database_url: str = Field(default="", validation_alias=AliasChoices("DATABASE_URL"))
+    # How long an API request waits for a free database connection before it is answered 503 with
+    # Retry-After (a full pool means the service is overloaded: waiting longer only piles up).
+    database_pool_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL"))
     port: int = Field(default=8000, validation_alias=AliasChoices("PORT"))
     host: str = "127.0.0.1"
 
     workers: int = Field(default=2, ge=0)
+    # API processes (uvicorn workers) that `scripts/run` starts: one per core this process may use.
+    api_processes: int = Field(default_factory=lambda: len(os.sched_getaffinity(0)), ge=1)
     # Longest window of speech the local model hears at once (its own 30 s at most).
     chunk_seconds: float = Field(default=30.0, gt=1, le=30)
     # Fewest chunks of one job that may wait in its queue at once (more when more workers serve
@@ -44,7 +54,7 @@ class Settings(BaseSettings):
     chunk_lanes: int = Field(default=2, ge=1)
     # How often one worker of the fleet looks for work that SQL says is owed but Redis has lost.
     reconcile_seconds: int = Field(default=15, ge=2)
-    retention_days: int = Field(default=30, ge=1)
+    retention_days: int = Field(default=30, ge=1, le=MAX_RETENTION_DAYS)
     retention_interval_minutes: int = Field(default=60, ge=1)
     max_upload_mb: int = Field(default=1024, gt=0)
 
@@ -80,15 +90,25 @@ class Settings(BaseSettings):
     public_url: str | None = None
     # Lifetimes of the URLs POST /v1/uploads and GET /v1/jobs/{id}/download hand out.
     upload_url_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    # Direct uploads a user may hold granted and not yet submitted as jobs (swept a day after their
+    # URL expires). Each holds at most the user's max upload size, so this bounds what one user
+    # can keep in storage outside jobs.
+    max_pending_uploads: int = Field(default=10, ge=1)
     download_url_seconds: int = Field(default=300, ge=10, le=7 * 24 * 3600)
 
     # Webhooks and URL ingestion reach out to addresses users give. Only public https targets
     # unless this is set (local use and tests: plain http, loopback and private networks).
     webhook_allow_private: bool = False
+    # The whole of one delivery attempt, however slowly the endpoint answers (connect, send, and
+    # the status line and headers); past it the connection is closed and the attempt retried.
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Delivery loops per worker process. A user has one attempt in flight at a time, fleet-wide,
+    # so a slow endpoint holds one loop and the others keep delivering to everyone else.
+    webhook_senders: int = Field(default=4, ge=1, le=64)
     # A delivery is retried with backoff until it is this old, then given up.
     webhook_retry_hours: float = Field(default=24.0, gt=0)
-    # URL ingestion: the download must finish within this time (the size limit is the tier's).
+    # URL ingestion: the download, headers included, must finish within this time (the size limit
+    # is the tier's); past it the connection is closed.
     fetch_timeout_seconds: float = Field(default=900.0, gt=0)
 
     bootstrap_api_key: str | None = None
@@ -100,6 +120,14 @@ class Settings(BaseSettings):
     login_limit_per_ip: int = Field(default=10, ge=1)
     login_limit_per_email: int = Field(default=5, ge=1)
     register_limit_per_ip: int = Field(default=5, ge=1)
+    # The reverse proxies whose X-Forwarded-For and X-Forwarded-Proto the API believes: addresses
+    # and networks, comma-separated, or `*` (any peer: only where nothing but the proxy can reach
+    # the API). Any other peer's headers are ignored, so that a client cannot pick its own
+    # rate-limit bucket; and behind a proxy not listed, every client shares the proxy's. The name
+    # is uvicorn's; empty trusts no one.
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1,::1", validation_alias=AliasChoices("FORWARDED_ALLOW_IPS")
+    )
     log_level: str = "INFO"
     log_json: bool = True
     # The duration histograms of /metrics cover what ended in this trailing window (see README).
@@ -110,6 +138,18 @@ class Settings(BaseSettings):
     merge_timeout_seconds: int = 300
     task_retries: int = Field(default=3, ge=0)
     retry_backoff_seconds: list[int] = Field(default_factory=lambda: [5, 30, 120])
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _trusted_proxies(cls, value: str) -> str:
+        """Refuse what is neither an address nor a network (uvicorn would silently match nothing)."""
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        if "*" in entries:
+            return "*"
+        try:
+            return ",".join(str(ipaddress.ip_network(entry, strict=False)) for entry in entries)
+        except ValueError as exc:
+            raise ValueError(f"FORWARDED_ALLOW_IPS: {exc}") from None
 
     @model_validator(mode="after")
     def _default_database(self) -> "Settings":
@@ -160,6 +200,10 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        return self.forwarded_allow_ips.split(",") if self.forwarded_allow_ips else []
 
     @property
     def storage_dir(self) -> Path:

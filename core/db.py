@@ -1,11 +1,16 @@
 """Engine and session scope. Engines are made at process start, never at import."""
 
+import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from core.files import create_private_file, private_dir
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -15,6 +20,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
+    _private_sqlite_file(url)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
 
     @event.listens_for(engine, "connect")
@@ -29,6 +35,20 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
         cursor.close()
 
     return engine
+
+
+def _private_sqlite_file(url: str) -> None:
+    """Create the database file 0600 in a 0700 folder before SQLite does (it would make it 0644).
+    SQLite gives its -wal and -shm files the database file's mode."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    # A place that cannot be made is left to SQLite, which then fails to connect: the readiness
+    # probe says the database is unavailable, as for any database it cannot reach.
+    with suppress(OSError):
+        private_dir(path.parent)
+        os.close(create_private_file(path))
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

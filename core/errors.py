@@ -70,3 +70,6 @@ class TooManyRequests(AppError):
 class ServiceUnavailable(AppError):
     status_code = 503
     error = "service_unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int | None = None) -> None:
+        super().__init__(detail, headers=None if retry_after is None else {"Retry-After": str(retry_after)})

@@ -2,11 +2,14 @@
 
 Everything goes through PyAV's bundled FFmpeg: there is no system ffmpeg to shell out to.
 `probe` only reads the container header and the first ~0.5 s of audio, so it stays fast
-(a few milliseconds) and never reads a whole upload.
+(a few milliseconds) and never reads a whole upload; given a seekable file object (storage's
+ranged reader) it reads just those bytes, plus what the container's index needs.
 """
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import av.error
@@ -54,19 +57,29 @@ class MediaInfo:
     channels: int
 
 
-def probe(path: Path) -> MediaInfo:
-    """Check that `path` holds decodable audio and describe it; raise NotAudioError if not."""
+def probe(source: Path | BinaryIO) -> MediaInfo:
+    """Check that `source` (a path, or a seekable binary file whose `name` ends in the file's
+    extension) holds decodable audio and describe it; raise NotAudioError if not."""
     _forward_ffmpeg_errors()  # in case something reset PyAV's log level since import
     try:
         # FFmpeg picks a demuxer by extension and "opens" an empty x.flac without complaint.
-        if path.stat().st_size == 0:
+        if _length(source) == 0:
             raise NotAudioError("file is empty")
-        with av.logging.Capture() as logs, av.open(str(path), metadata_errors="replace") as container:
+        opened = str(source) if isinstance(source, Path) else source
+        with av.logging.Capture() as logs, av.open(opened, mode="r", metadata_errors="replace") as container:
             return _inspect(container, logs)
     except NotAudioError:
         raise
     except _READ_ERRORS as exc:
         raise NotAudioError(_describe_failure(exc)) from exc
+
+
+def _length(source: Path | BinaryIO) -> int:
+    if isinstance(source, Path):
+        return source.stat().st_size
+    length = source.seek(0, io.SEEK_END)
+    source.seek(0)
+    return length
 
 
 def _inspect(container: InputContainer, logs: list[tuple[int, str, str]]) -> MediaInfo:

@@ -10,11 +10,18 @@ every connection `guarded_client` opens. The client resolves the host itself (`r
 place DNS is asked), checks every address, and dials a checked address, so a name that resolved to
 a public address at registration and to 127.0.0.1 now (DNS rebinding) is refused, not dialled. It
 never follows redirects; `stream_following_redirects` follows them one checked hop at a time.
+
+A client may also carry a wall-clock `deadline`: httpx's `timeout` bounds each socket operation,
+so a server that trickles a byte a second, or sends `100 Continue` after `100 Continue`, never
+trips it. Under a deadline every connect, read and write waits at most until the deadline, and
+then fails (`httpx.TimeoutException`), which closes the connection.
 """
 
 import ipaddress
 import re
 import socket
+import ssl
+import time
 import typing
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -67,7 +74,7 @@ def check_url(url: str, *, allow_private: bool) -> None:
         raise UnsafeUrl(f"{host} does not resolve") from exc
 
 
-def guarded_client(*, allow_private: bool, timeout: float) -> httpx.Client:
+def guarded_client(*, allow_private: bool, timeout: float, deadline: float | None = None) -> httpx.Client:
     """An httpx client that only talks to targets `check_url` allows, and never follows redirects.
 
     Every request is checked as `check_url` does before it is sent, and every connection resolves
@@ -75,9 +82,13 @@ def guarded_client(*, allow_private: bool, timeout: float) -> httpx.Client:
     and the connection. TLS still verifies the certificate for the hostname (SNI and `Host` are
     the hostname, not the address). A refused request raises `UnsafeUrl` before any connection;
     a host that does not resolve raises `httpx.ConnectError`, like an unreachable one.
+
+    `timeout` bounds each socket operation; `deadline` (a `time.monotonic()` value), if given,
+    bounds all of them together: past it, the request in flight fails with a timeout and its
+    connection is closed, however slowly the server keeps sending.
     """
     return httpx.Client(
-        transport=_GuardedTransport(allow_private=allow_private),
+        transport=_GuardedTransport(allow_private=allow_private, deadline=deadline),
         timeout=timeout,
         follow_redirects=False,
         # No proxies or .netrc from the environment: the request must go where it was checked.
@@ -210,8 +221,9 @@ def _embedded_ipv4(ip: IPv6Address) -> IPv4Address | None:
 class _GuardedBackend(httpcore.NetworkBackend):
     """Resolves, checks every address, and connects to a checked one: the check is the dial."""
 
-    def __init__(self, *, allow_private: bool) -> None:
+    def __init__(self, *, allow_private: bool, deadline: float | None) -> None:
         self._allow_private = allow_private
+        self._deadline = deadline
         self._inner = httpcore.SyncBackend()
 
     def connect_tcp(
@@ -229,7 +241,11 @@ class _GuardedBackend(httpcore.NetworkBackend):
         error: Exception | None = None
         for address in addresses:
             try:
-                return self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+                if self._deadline is None:
+                    return self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+                left = _time_left(self._deadline, timeout, httpcore.ConnectTimeout)
+                stream = self._inner.connect_tcp(address, port, left, local_address, socket_options)
+                return _DeadlineStream(stream, self._deadline)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 error = exc
         assert error is not None  # addresses is never empty
@@ -242,6 +258,48 @@ class _GuardedBackend(httpcore.NetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
         raise UnsafeUrl("unix sockets are not allowed")
+
+
+def _time_left(deadline: float, timeout: float | None, error: type[httpcore.TimeoutException]) -> float:
+    """The wait allowed for one socket operation: `timeout`, cut short by `deadline`; `error` if
+    the deadline has passed."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise error("the deadline for this request has passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write ends by the deadline: each waits at most until then.
+
+    Past the deadline, the operation raises a timeout; httpcore closes a connection whose request
+    failed, so the socket is closed, not left to the server.
+    """
+
+    def __init__(self, inner: httpcore.NetworkStream, deadline: float) -> None:
+        self._inner = inner
+        self._deadline = deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _time_left(self._deadline, timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _time_left(self._deadline, timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        left = _time_left(self._deadline, timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, left), self._deadline)
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        return self._inner.get_extra_info(info)
 
 
 # Most specific first: httpcore's errors as the httpx ones callers catch.
@@ -295,14 +353,14 @@ class _GuardedTransport(httpx.BaseTransport):
     would silently fall back to an unguarded pool. The cost is the error mapping above.
     """
 
-    def __init__(self, *, allow_private: bool) -> None:
+    def __init__(self, *, allow_private: bool, deadline: float | None) -> None:
         self._allow_private = allow_private
         self._pool = httpcore.ConnectionPool(
             ssl_context=httpx.create_ssl_context(),
             max_connections=10,
             max_keepalive_connections=5,
             keepalive_expiry=5.0,
-            network_backend=_GuardedBackend(allow_private=allow_private),
+            network_backend=_GuardedBackend(allow_private=allow_private, deadline=deadline),
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:

@@ -37,6 +37,8 @@ RETENTION_TASK = "worker.maintenance.apply_retention"
 # Present while a retention run is scheduled: whichever worker sets it schedules the run, so a
 # fleet of workers starting together schedules one.
 RETENTION_MARKER = "verbatim:retention:scheduled"
+# How long the marker outlives the time its run is due (a run may wait behind other work).
+RETENTION_GRACE_SECONDS = 600
 
 FAILURE_TTL = 7 * 24 * 3600
 RESULT_TTL = 24 * 3600
@@ -172,15 +174,34 @@ class QueueManager:
 
     def schedule_retention(self, delay_seconds: int) -> bool:
         """Schedule the next retention run unless one is scheduled. True if this call did."""
-        if not self.redis.set(RETENTION_MARKER, "1", nx=True, ex=delay_seconds + 600):
+        rq_id = f"retention-{uuid.uuid4().hex[:12]}"
+        # The marker names the run, so that `keep_retention_scheduled` can tell whether it still waits.
+        if not self.redis.set(RETENTION_MARKER, rq_id, nx=True, ex=delay_seconds + RETENTION_GRACE_SECONDS):
             return False
         self.queues[Priority.NORMAL].enqueue_in(
-            timedelta(seconds=delay_seconds),
-            RETENTION_TASK,
-            job_id=f"retention-{uuid.uuid4().hex[:12]}",
-            **self._options(600),
+            timedelta(seconds=delay_seconds), RETENTION_TASK, job_id=rq_id, **self._options(600)
         )
         return True
+
+    def keep_retention_scheduled(self, delay_seconds: int) -> bool:
+        """Schedule a retention run in `delay_seconds` if none is (a Redis that lost its data forgot
+        both the run and its marker). True if this call did.
+
+        A run still waiting or running keeps its marker alive: one queued behind a long backlog
+        would otherwise outlive its marker's expiry and be scheduled a second time."""
+        rq_id = self.redis.get(RETENTION_MARKER)
+        if rq_id is None:
+            return self.schedule_retention(delay_seconds)
+        if isinstance(rq_id, bytes):
+            rq_id = rq_id.decode()
+        # EXPIRE's GT option would do the TTL check in the same call, but needs Redis 7 (the embedded
+        # one is 6.2).
+        waiting = self.state(rq_id) in (WorkState.WAITING, WorkState.RUNNING)
+        if waiting and self.redis.ttl(RETENTION_MARKER) < RETENTION_GRACE_SECONDS:
+            self.redis.expire(RETENTION_MARKER, RETENTION_GRACE_SECONDS)
+        # Otherwise the run died without scheduling the next: its marker expires and a later call
+        # schedules one (deleting the marker here could race with a run scheduling its successor).
+        return False
 
     def retention_ran(self) -> None:
         self.redis.delete(RETENTION_MARKER)

@@ -99,3 +99,17 @@ class UrlSigner:
 
     def verify(self, purpose: Purpose, token: str) -> Claims:
         return verify(self._key, purpose.value, token)
+
+
+# The routes that serve local storage's signed URLs (api/routers/uploads.py and downloads.py).
+UPLOAD_PATH = "/v1/uploads"
+DOWNLOAD_PATH = "/v1/downloads"
+
+
+def upload_claims(key: str, max_bytes: int) -> Claims:
+    """What an upload token grants: one object at `key`, at most `max_bytes` long."""
+    return {"k": key, "n": max_bytes}
+
+
+def download_claims(key: str, download_as: str, media_type: str) -> Claims:
+    return {"k": key, "name": download_as, "type": media_type}

@@ -1,6 +1,7 @@
 """The tier policy table: what each paid tier may use, and how soon its work runs."""
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from core.enums import Backend, Priority, Tier
 from core.errors import Forbidden
@@ -19,6 +20,16 @@ class TierPolicy:
     @property
     def default_priority(self) -> Priority:
         return self.max_priority
+
+    def seconds_left(self, seconds_used: float) -> float:
+        """The audio seconds left of the month's minutes, after `seconds_used` billed this month."""
+        return max(0.0, self.monthly_minutes * 60 - seconds_used)
+
+
+def month_start(now: datetime | None = None) -> datetime:
+    """Where the month whose minutes the quota counts began (UTC)."""
+    now = now or datetime.now(UTC)
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 POLICIES: dict[Tier, TierPolicy] = {

@@ -18,6 +18,7 @@ import jwt
 
 from core.config import MIN_JWT_SECRET_LENGTH, Settings
 from core.errors import Unauthorized
+from core.files import create_private_file, private_dir
 from core.logging import get_logger
 
 log = get_logger(__name__)
@@ -93,10 +94,9 @@ def _shared_secret_file(path: Path) -> str:
     # it into place. link() fails if the name exists, so exactly one candidate wins, and nobody
     # can read a half-written secret. Every process then uses the file's content.
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         candidate = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(create_private_file(candidate), "w") as f:
             f.write(secrets.token_urlsafe(48) + "\n")
         try:
             os.link(candidate, path)

@@ -1,7 +1,7 @@
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -13,6 +13,8 @@ from repositories.models import Chunk, new_id, utcnow
 CLOSED = (ChunkStatus.COMPLETED, ChunkStatus.CANCELED)
 # A chunk in one of these states still has to be transcribed.
 UNFINISHED = (ChunkStatus.PENDING, ChunkStatus.PROCESSING)
+# A chunk in one of these states is transcribed again when its failed job is retried.
+REDOABLE = (ChunkStatus.FAILED, ChunkStatus.CANCELED)
 
 
 class ChunkRepository(Repository[Chunk]):
@@ -115,19 +117,21 @@ class ChunkRepository(Repository[Chunk]):
     def fail(self, chunk: Chunk, error: str) -> None:
         self.update(chunk, status=ChunkStatus.FAILED, error=error)
 
-    def cancel_open(self, job_id: str) -> None:
-        self.session.execute(
-            update(Chunk)
-            .where(Chunk.job_id == job_id, Chunk.status.not_in(CLOSED))
-            .values(status=ChunkStatus.CANCELED)
-            .execution_options(synchronize_session=False)
-        )
+    def cancel_open(self, job_id: str) -> list[int]:
+        """Cancel the job's chunks not yet closed. Returns the indexes of those this call canceled."""
+        return self._move_all(job_id, Chunk.status.not_in(CLOSED), status=ChunkStatus.CANCELED)
 
     def reopen_failed(self, job_id: str) -> list[int]:
-        """Failed or canceled chunks back to pending, for a retry. Returns their indexes."""
-        chunks = [
-            c for c in self.list_for_job(job_id) if c.status in (ChunkStatus.FAILED, ChunkStatus.CANCELED)
-        ]
-        for chunk in chunks:
-            self.update(chunk, status=ChunkStatus.PENDING, error=None)
-        return [c.chunk_index for c in chunks]
+        """Failed or canceled chunks back to pending, for a retry. Returns the indexes of those this
+        call reopened: a concurrent retry that reopened them first leaves none to this one."""
+        return self._move_all(job_id, Chunk.status.in_(REDOABLE), status=ChunkStatus.PENDING, error=None)
+
+    def _move_all(self, job_id: str, condition: ColumnElement[bool], **values: Any) -> list[int]:
+        """One conditional UPDATE of the job's chunks that meet `condition`; the indexes it changed."""
+        result = self.session.execute(
+            update(Chunk)
+            .where(Chunk.job_id == job_id, condition)
+            .values(**values)
+            .returning(Chunk.chunk_index)
+        )
+        return sorted(result.scalars())

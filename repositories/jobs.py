@@ -3,17 +3,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, case, delete, func, literal, or_, select, text, update
+from sqlalchemy.orm import defer
 from sqlalchemy.orm.attributes import set_committed_value
 
-from core.enums import JobStatus
+from core.enums import ChunkStatus, JobStatus
 from repositories.base import Repository, seconds_between
-from repositories.models import Job, utcnow
+from repositories.models import Chunk, Job, utcnow
 from repositories.webhooks import record_job_event
 
-# Jobs whose audio minutes count towards the month's quota: finished work and work in flight.
-# Failed and canceled jobs are not billed.
-BILLED = (JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.COMPLETED)
+# Jobs billed their whole audio duration: completed work, and work in flight (reserved while it
+# runs). A failed or canceled job is billed the audio of the chunks it did transcribe, which its
+# owner can read (GET /v1/jobs/{id}/chunks) whatever the job's end: see `billed_seconds`.
+BILLED_IN_FULL = (JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.COMPLETED)
 ACTIVE = (JobStatus.PENDING, JobStatus.PROCESSING)
 
 SORTS: dict[str, Any] = {
@@ -22,6 +24,25 @@ SORTS: dict[str, Any] = {
     "duration": Job.audio_duration_seconds,
     "filename": Job.filename,
 }
+# A page's total is counted up to this many jobs past its offset, no further: a deep count of a
+# large history costs every page as much as the whole history. Past it the total is a lower bound.
+COUNT_AHEAD = 1000
+# /health counts jobs exactly up to this many; past it PostgreSQL's estimate stands in.
+EXACT_JOBS_COUNT = 10_000
+
+
+@dataclass(frozen=True)
+class JobPage:
+    items: Sequence[Job]
+    total: int
+    # False when `total` stopped at the count's ceiling: there are at least `total` jobs.
+    exact: bool
+
+
+def substring_pattern(text: str) -> str:
+    """A LIKE pattern that finds `text` anywhere, its own `%`, `_` and `/` taken literally."""
+    escaped = text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return f"%{escaped}%"
 
 
 @dataclass(frozen=True)
@@ -44,18 +65,26 @@ class JobFilter:
         if self.language is not None:
             conditions.append(or_(Job.language == self.language, Job.detected_language == self.language))
         if self.q:
+            # ILIKE, which PostgreSQL's trigram indexes serve (SQLite: lower() LIKE lower()).
+            pattern = substring_pattern(self.q)
             conditions.append(
-                or_(
-                    Job.filename.icontains(self.q, autoescape=True),
-                    Job.transcript_text.icontains(self.q, autoescape=True),
-                )
+                or_(Job.filename.ilike(pattern, escape="/"), Job.transcript_text.ilike(pattern, escape="/"))
             )
         return stmt.where(*conditions)
 
     def order(self, stmt: Select[Any]) -> Select[Any]:
+        """Ties broken by id in the same direction, and NULLS LAST only where a column has nulls:
+        so `created_at` either way walks `ix_jobs_user_id_created_at` and stops at the page."""
         column = SORTS[self.sort.removeprefix("-")]
-        direction = column.desc() if self.sort.startswith("-") else column.asc()
-        return stmt.order_by(direction.nulls_last(), Job.id.desc())
+        descending = self.sort.startswith("-")
+        key, tie = (column.desc(), Job.id.desc()) if descending else (column.asc(), Job.id.asc())
+        return stmt.order_by(key.nulls_last() if column.nullable else key, tie)
+
+
+_PG_ROW_ESTIMATE = text(
+    "SELECT (reltuples / relpages) * (pg_relation_size(oid) / current_setting('block_size')::int)"
+    " FROM pg_class WHERE oid = 'jobs'::regclass AND relpages > 0 AND reltuples >= 0"
+)
 
 
 class JobRepository(Repository[Job]):
@@ -65,11 +94,40 @@ class JobRepository(Repository[Job]):
         return self.get_one_or_none(select(Job).where(Job.id == job_id, Job.user_id == user_id))
 
     def list_for_owner(
-        self, user_id: str, limit: int, offset: int, filters: JobFilter | None = None
-    ) -> tuple[Sequence[Job], int]:
+        self,
+        user_id: str,
+        limit: int,
+        offset: int,
+        filters: JobFilter | None = None,
+        *,
+        exact_total: bool = False,
+    ) -> JobPage:
+        """A page of the owner's jobs (without their transcripts) and the total before paging:
+        exact if asked, or when fewer than `COUNT_AHEAD` jobs follow the page's offset."""
         filters = filters or JobFilter()
         stmt = filters.order(filters.apply(select(Job).where(Job.user_id == user_id)))
-        return self.paginate(stmt, limit, offset)
+        stmt = stmt.options(defer(Job.transcript_text, raiseload=True))
+        items = self.session.execute(stmt.limit(limit).offset(offset)).scalars().all()
+        if len(items) < limit and (items or offset == 0):
+            return JobPage(items, offset + len(items), exact=True)  # the last page: nothing to count
+        matching = filters.apply(select(literal(1)).select_from(Job).where(Job.user_id == user_id))
+        if exact_total:
+            return JobPage(items, self.count(matching), exact=True)
+        ceiling = offset + COUNT_AHEAD
+        total = self.count(matching.limit(ceiling))
+        return JobPage(items, total, exact=total < ceiling)
+
+    def estimated_count(self) -> int:
+        """How many jobs there are, in about constant time: exact up to `EXACT_JOBS_COUNT`; past
+        it, on PostgreSQL, the planner's estimate (rows per page at the last ANALYZE times the
+        table's pages now). SQLite, the embedded default, counts them all."""
+        counted = self.count(select(literal(1)).select_from(Job).limit(EXACT_JOBS_COUNT))
+        if counted < EXACT_JOBS_COUNT:
+            return counted
+        if self.session.get_bind().dialect.name != "postgresql":
+            return self.count()
+        estimate = self.session.execute(_PG_ROW_ESTIMATE).scalar_one_or_none()
+        return max(counted, int(estimate or 0))
 
     def count_by_status(self, user_id: str | None = None) -> dict[JobStatus, int]:
         stmt = select(Job.status, func.count()).group_by(Job.status)
@@ -90,8 +148,22 @@ class JobRepository(Repository[Job]):
         return self.count(select(Job).where(Job.user_id == user_id, Job.status.in_(ACTIVE)))
 
     def billed_seconds(self, user_id: str, since: datetime) -> float:
-        stmt = select(func.coalesce(func.sum(Job.audio_duration_seconds), 0.0)).where(
-            Job.user_id == user_id, Job.created_at >= since, Job.status.in_(BILLED)
+        """The audio seconds billed for the user's jobs created since `since`: the one rule that both
+        the monthly quota and the usage report read.
+
+        A job in flight or completed counts its duration; a failed or canceled one the timeline its
+        completed chunks cover (each chunk once: one row per index, completed at most once)."""
+        transcribed = (
+            select(func.coalesce(func.sum(Chunk.end_seconds - Chunk.start_seconds), 0.0))
+            .where(Chunk.job_id == Job.id, Chunk.status == ChunkStatus.COMPLETED)
+            .scalar_subquery()
+        )
+        billed = case(
+            (Job.status.in_(BILLED_IN_FULL), func.coalesce(Job.audio_duration_seconds, 0.0)),
+            else_=transcribed,
+        )
+        stmt = select(func.coalesce(func.sum(billed), 0.0)).where(
+            Job.user_id == user_id, Job.created_at >= since
         )
         return float(self.session.execute(stmt).scalar_one() or 0.0)
 
@@ -160,11 +232,37 @@ class JobRepository(Repository[Job]):
         return self._finish(job, status=JobStatus.FAILED, error=error, completed_at=utcnow())
 
     def _finish(self, job: Job, **values: Any) -> bool:
-        """A conditional UPDATE, so that of two concurrent merges exactly one finishes the job; the
-        webhook event is written by that one, in the same transaction (an outbox)."""
+        """Of two concurrent merges exactly one finishes the job; the webhook event is written by
+        that one, in the same transaction (an outbox)."""
+        if not self._move(job, ACTIVE, **values):
+            return False
+        record_job_event(self.session, job)
+        return True
+
+    def cancel(self, job: Job) -> bool:
+        """Cancel a job still in the pipeline. True if this call did it: a job that a merge finished
+        meanwhile keeps its status (and the webhook already written for it)."""
+        return self._move(job, ACTIVE, status=JobStatus.CANCELED, completed_at=utcnow())
+
+    def reopen(self, job: Job, *, planned: bool) -> bool:
+        """A failed job back in the pipeline: processing if it has a chunk plan, else pending. True if
+        this call did it: of two concurrent retries, one reopens the job and the other finds it open."""
+        return self._move(
+            job,
+            (JobStatus.FAILED,),
+            status=JobStatus.PROCESSING if planned else JobStatus.PENDING,
+            error=None,
+            completed_at=None,
+        )
+
+    def _move(self, job: Job, allowed: Sequence[JobStatus], **values: Any) -> bool:
+        """Write `values` if the job's status is still one of `allowed`. True if this call wrote them.
+
+        The status check is in the UPDATE itself: a concurrent writer that changed the status after
+        `job` was read makes this match nothing, instead of being overwritten."""
         result = self.session.execute(
             update(Job)
-            .where(Job.id == job.id, Job.status.in_(ACTIVE))
+            .where(Job.id == job.id, Job.status.in_(allowed))
             .values(**values)
             .execution_options(synchronize_session=False)
         )
@@ -172,27 +270,26 @@ class JobRepository(Repository[Job]):
             return False
         for name, value in values.items():
             set_committed_value(job, name, value)
-        record_job_event(self.session, job)
         return True
 
-    def cancel(self, job: Job) -> None:
-        self.update(job, status=JobStatus.CANCELED, completed_at=utcnow())
+    def status_of(self, job_id: str) -> JobStatus | None:
+        """The job's status as committed now (None if it is gone), whatever this session loaded."""
+        return self.session.execute(select(Job.status).where(Job.id == job_id)).scalar_one_or_none()
 
-    def reopen(self, job: Job, *, planned: bool) -> None:
-        """A failed job back in the pipeline: processing if it has a chunk plan, else pending."""
-        self.update(
-            job,
-            status=JobStatus.PROCESSING if planned else JobStatus.PENDING,
-            error=None,
-            completed_at=None,
-        )
+    def existing_ids(self, job_ids: Sequence[str]) -> set[str]:
+        """Those of `job_ids` that have a row."""
+        stmt = select(Job.id).where(Job.id.in_(job_ids))
+        return set(self.session.execute(stmt).scalars()) if job_ids else set()
 
     def delete_older_than(self, cutoff: datetime) -> list[str]:
-        """Delete finished jobs created before `cutoff` (chunks go by cascade); returns their ids."""
-        stmt = select(Job.id).where(Job.created_at < cutoff, Job.status.not_in(ACTIVE))
-        ids = list(self.session.execute(stmt).scalars())
-        if ids:
-            self.session.execute(
-                delete(Job).where(Job.id.in_(ids)).execution_options(synchronize_session=False)
-            )
-        return ids
+        """Delete finished jobs created before `cutoff` (chunks go by cascade); returns their ids.
+
+        One statement that checks the status of each row it deletes: a job retried meanwhile is
+        active again and stays."""
+        result = self.session.execute(
+            delete(Job)
+            .where(Job.created_at < cutoff, Job.status.not_in(ACTIVE))
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )
+        return list(result.scalars())

@@ -112,7 +112,22 @@ class ApiKey(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_user_id_created_at", "user_id", "created_at"),)
+    __table_args__ = (
+        # The owner's history, newest or oldest first, ties by id: a page is a walk of this index.
+        Index("ix_jobs_user_id_created_at", "user_id", "created_at", "id"),
+        # The history search (`?q=`: a substring of the filename or the transcript, any case) on
+        # PostgreSQL: trigram indexes serve ILIKE '%…%'. SQLite, the embedded default, scans.
+        *(
+            Index(
+                f"ix_jobs_{column}_trgm",
+                column,
+                postgresql_using="gin",
+                postgresql_ops={column: "gin_trgm_ops"},
+                info={"dialect": "postgresql"},
+            ).ddl_if(dialect="postgresql")
+            for column in ("filename", "transcript_text")
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -257,3 +272,19 @@ class Upload(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class Reservation(Base):
+    """One of a user's active-job slots, held by a submission whose audio is still on its way.
+
+    Taken before the request's body is read and counted with the user's active jobs; the job takes
+    its place in the transaction that creates the job, and a refused or failed submission deletes
+    it. One left by a request that died without either stops counting at `expires_at`.
+    """
+
+    __tablename__ = "reservations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -2,6 +2,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from core.enums import Tier
 from core.security import NewApiKey, hash_api_key
@@ -20,8 +22,32 @@ class UserRepository(Repository[User]):
     ) -> User:
         return self.create(email=email.lower(), tier=tier, is_admin=is_admin, password_hash=password_hash)
 
+    def create_unless_taken(self, email: str, tier: Tier, *, password_hash: str) -> str | None:
+        """Add a user unless one has this email. The new user's id, or None if the email was taken.
+
+        ON CONFLICT DO NOTHING: of two concurrent registrations of one email exactly one inserts,
+        and the other finds the email taken without an error that would end the transaction."""
+        dialect = self.session.get_bind().dialect.name
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        stmt = (
+            insert(User)
+            .values(email=email.lower(), tier=tier, is_admin=False, password_hash=password_hash)
+            .on_conflict_do_nothing(index_elements=["email"])
+            .returning(User.id)
+        )
+        return self.session.execute(stmt).scalar_one_or_none()
+
     def list_page(self, limit: int, offset: int) -> tuple[Sequence[User], int]:
         return self.paginate(select(User).order_by(User.created_at.desc(), User.id), limit, offset)
+
+    def lock(self, user_id: str) -> None:
+        """Hold the user's row until the transaction ends, so that the checks of one user's limits
+        take turns (two submissions cannot both see the last free slot).
+
+        A write that changes nothing, not `SELECT ... FOR UPDATE`: SQLite has no row locks and its
+        driver begins a transaction only at the first write, so a write is what makes the reads
+        after it part of one locked transaction there; on PostgreSQL it locks just this row."""
+        self.session.execute(update(User).where(User.id == user_id).values(is_active=User.is_active))
 
     def set_password(self, user: User, password_hash: str) -> User:
         # Incremented in SQL, not in Python: two concurrent changes still give two versions.

@@ -3,6 +3,9 @@
 Every change a sender makes to an event is fenced by its lease (`claimed_until`, a timestamp unique
 to one claim): a sender whose lease ran out while it waited on a slow endpoint records nothing, so
 the event is never settled twice.
+
+A user has at most one event leased at a time, so that a slow endpoint, however many events it is
+owed, holds one sender while the others deliver to everyone else.
 """
 
 import base64
@@ -12,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import ColumnElement, exists, or_, select, update
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from core.enums import JobStatus
 from repositories.base import Repository
@@ -107,17 +110,22 @@ class WebhookRepository(Repository[WebhookEvent]):
         return self.session.execute(stmt).scalars().all()
 
     def claim_next(self, now: datetime, lease: datetime) -> Claim | None:
-        """Lease the most overdue pending event, or None if none is due.
+        """Lease the most overdue pending event of a user with no event leased, or None.
 
         A conditional UPDATE takes the lease, so two senders never hold the same event at once.
+        Two senders claiming two events of one user at the same moment would each see the other's
+        lease only once committed, so a claim first locks the user's row (PostgreSQL; SQLite
+        writes one transaction at a time anyway), skipping a user another claim has locked.
         """
         stmt = (
-            select(WebhookEvent.id)
+            select(WebhookEvent.id, WebhookEvent.user_id)
             .where(*_claimable(now))
             .order_by(WebhookEvent.next_attempt_at)
             .limit(5)  # a few candidates: another sender may take the first one meanwhile
         )
-        for event_id in self.session.execute(stmt).scalars().all():
+        for event_id, user_id in self.session.execute(stmt).all():
+            if not self._lock_user(user_id):
+                continue
             taken = self.session.execute(
                 update(WebhookEvent)
                 .where(WebhookEvent.id == event_id, *_claimable(now))
@@ -127,6 +135,11 @@ class WebhookRepository(Repository[WebhookEvent]):
             if getattr(taken, "rowcount", 0) == 1:
                 return self._claim(event_id, lease)
         return None
+
+    def _lock_user(self, user_id: str) -> bool:
+        """Lock the user's row for this transaction; False if another transaction holds it."""
+        stmt = select(User.id).where(User.id == user_id).with_for_update(skip_locked=True)
+        return self.session.execute(stmt).scalar_one_or_none() is not None
 
     def _claim(self, event_id: str, lease: datetime) -> Claim:
         event = self.session.execute(
@@ -205,10 +218,13 @@ class WebhookRepository(Repository[WebhookEvent]):
 
 
 def _claimable(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    leased = aliased(WebhookEvent)
     return (
         WebhookEvent.status == WebhookStatus.PENDING,
         WebhookEvent.next_attempt_at <= now,
         or_(WebhookEvent.claimed_until.is_(None), WebhookEvent.claimed_until < now),
+        # One attempt in flight per user (see the module docstring).
+        ~exists().where(leased.user_id == WebhookEvent.user_id, leased.claimed_until >= now),
     )
 
 

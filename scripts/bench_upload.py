@@ -9,7 +9,7 @@ and the kernel's own peak VmHWM, reset before each upload) while:
 
   (a) multipart   a multipart `POST /v1/jobs`, the file streamed from disk by httpx;
   (b) signed PUT  `POST /v1/uploads`, the file PUT to the API's signed URL, `POST /v1/jobs {object_key}`;
-  (c) S3 PUT      the same with S3 storage: the file goes to S3's presigned URL, never to the API.
+  (c) S3 POST     the same with S3 storage: the file goes to S3's presigned POST, never to the API.
 
 Each path first takes a small control file, then the large one: memory is flat when the large
 file's peak is the control's. A 1 MB warm-up through every path comes first and is not shown, so
@@ -17,9 +17,9 @@ one-time imports (the multipart parser, PyAV's probe) do not count as growth. Th
 WAVs (a tone each 10 s over silence), so each job is really accepted (moved, probed, recorded,
 queued); no worker runs, and every job is deleted after its measurement.
 
-`seconds` is the whole path (for (b) and (c): ask, PUT, submit); `submit s` is `POST /v1/jobs
+`seconds` is the whole path (for (b) and (c): ask, send, submit); `submit s` is `POST /v1/jobs
 {object_key}` alone: the move to the job's key and the probe. On S3 that is a server-side copy,
-which moto runs slowly, and a download of the object for the probe. moto keeps objects in its own
+which moto runs slowly, and ranged reads of the object's head for the probe. moto keeps objects in its own
 process, whose memory is not the API's and is not measured.
 """
 
@@ -48,7 +48,7 @@ from core.db import make_engine, make_session_factory, session_scope
 from core.enums import Tier
 from core.security import new_api_key
 from repositories.users import ApiKeyRepository, UserRepository
-from scripts.processes import free_port, spawn, start_redis, status_kib, terminate, wait_for
+from scripts.processes import API_COMMAND, free_port, spawn, start_redis, status_kib, terminate, wait_for
 from scripts.stack import migrate
 
 MB = 1024 * 1024
@@ -180,17 +180,7 @@ def start_api(env: dict[str, str], key: str, log: Path) -> Api:
     url = f"http://127.0.0.1:{port}"
     env = {**env, "PORT": str(port), "VERBATIM_HOST": "127.0.0.1", "VERBATIM_PUBLIC_URL": url}
     with log.open("ab") as output:
-        args = [
-            "-m",
-            "uvicorn",
-            "--factory",
-            "api.app:create_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ]
-        process = spawn([*args, "--log-level", "warning"], env, output)
+        process = spawn([*API_COMMAND, "--host", "127.0.0.1", "--port", str(port)], env, output)
     wait_for(lambda: _alive(url), "the API", process)
     return Api(url, key, process)
 
@@ -218,7 +208,7 @@ def _expect(response: httpx.Response, status: int) -> dict[str, Any]:
 @dataclass
 class Sent:
     job_id: str
-    submit_seconds: float | None = None  # POST /v1/jobs {object_key} alone, after the PUT
+    submit_seconds: float | None = None  # POST /v1/jobs {object_key} alone, after the upload
 
 
 def multipart(api: Api, path: Path) -> Sent:
@@ -233,14 +223,15 @@ def multipart(api: Api, path: Path) -> Sent:
 
 
 def direct(api: Api, path: Path) -> Sent:
-    """POST /v1/uploads, PUT the file where it says (the API or S3), POST /v1/jobs {object_key}."""
+    """POST /v1/uploads, send the file where it says (the API or S3), POST /v1/jobs {object_key}."""
     size = path.stat().st_size
     grant = {"filename": path.name, "size": size, "content_type": "audio/wav"}
     ticket = _expect(httpx.post(f"{api.url}/v1/uploads", headers=api.headers(), json=grant), 201)
-    headers = {**ticket["headers"], "Content-Length": str(size)}  # sent as is, not chunked
-    put = httpx.put(ticket["upload_url"], content=read_blocks(path), headers=headers, timeout=TIMEOUT)
-    if put.status_code != 200:
-        raise SystemExit(f"PUT {ticket['upload_url'][:80]}... → {put.status_code}: {put.text[:500]}")
+    sent = send_upload(ticket, path)
+    if sent.status_code not in (200, 204):
+        raise SystemExit(
+            f"{ticket['method']} {ticket['upload_url'][:80]}... → {sent.status_code}: {sent.text[:500]}"
+        )
     started = time.perf_counter()
     submit = httpx.post(
         f"{api.url}/v1/jobs",
@@ -249,6 +240,16 @@ def direct(api: Api, path: Path) -> Sent:
         timeout=TIMEOUT,
     )
     return Sent(str(_expect(submit, 202)["id"]), time.perf_counter() - started)
+
+
+def send_upload(ticket: dict[str, Any], path: Path) -> httpx.Response:
+    """Send the file as the ticket says: PUT the whole body, or POST a form (S3's presigned POST)."""
+    if ticket["method"] == "POST":
+        with path.open("rb") as f:  # the fields first, then the file, streamed by httpx
+            files = {"file": (path.name, f, "application/octet-stream")}
+            return httpx.post(ticket["upload_url"], data=ticket["fields"], files=files, timeout=TIMEOUT)
+    headers = {**ticket["headers"], "Content-Length": str(path.stat().st_size)}  # sent as is, not chunked
+    return httpx.put(ticket["upload_url"], content=read_blocks(path), headers=headers, timeout=TIMEOUT)
 
 
 Send = Callable[[Api, Path], Sent]
@@ -332,7 +333,7 @@ def bench(size_mb: int, control_mb: int) -> None:
             s3_env = {**env, "VERBATIM_STORAGE_BACKEND": "s3", "VERBATIM_S3_ENDPOINT_URL": endpoint}
             s3_api = start_api({**s3_env, "VERBATIM_S3_BUCKET": BUCKET}, key, log)
             processes.append(s3_api.process)
-            results += run_paths(s3_api, files, [("S3 PUT", direct)])
+            results += run_paths(s3_api, files, [("S3 POST", direct)])
         except BaseException:
             print(f"--- {log} (tail) ---\n{log.read_text()[-4000:]}", file=sys.stderr)
             raise

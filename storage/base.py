@@ -6,12 +6,30 @@ all-or-nothing: a reader never sees a half-written object, and a failed write le
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Literal, Protocol
 
 
 class ObjectWriter(Protocol):
     def write(self, data: bytes) -> int: ...
+
+
+@dataclass(frozen=True)
+class UploadForm:
+    """How a client sends one object straight to storage, without credentials of its own.
+
+    `PUT`: the file is the whole request body, sent with `headers`. `POST`: an HTML-form upload,
+    `multipart/form-data` with every `fields` entry and then the file as the part named `file`.
+    Either way storage itself refuses a body longer than the `max_bytes` it was made for.
+    """
+
+    url: str
+    method: Literal["PUT", "POST"]
+    expires_at: datetime
+    fields: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class Storage(Protocol):
@@ -22,6 +40,10 @@ class Storage(Protocol):
 
     def open(self, key: str) -> AbstractContextManager[BinaryIO]:
         """Stream an object out."""
+
+    def open_seekable(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """A seekable reader that fetches only the bytes read (ranged GETs on S3): for a file's
+        header or index, never the whole object."""
 
     def local_path(self, key: str) -> AbstractContextManager[Path]:
         """A filesystem path holding the object for the block's duration (a download if remote)."""
@@ -44,6 +66,16 @@ class Storage(Protocol):
 
     def delete_prefix(self, prefix: str) -> int:
         """Remove every object under `prefix/`; returns how many were removed."""
+
+    def list_folders(self, prefix: str, *, after: str | None = None, limit: int = 1000) -> list[str]:
+        """The names of the folders directly under `prefix/` (`a` for the keys `prefix/a/...`), in the
+        order of their keys, those after the folder `after` only, at most `limit` of them."""
+
+    def presign_upload(self, key: str, max_bytes: int, seconds: int, content_type: str) -> UploadForm:
+        """A form that lets its holder store one object of at most `max_bytes` at `key` for `seconds`."""
+
+    def presign_download(self, key: str, seconds: int, *, download_as: str, media_type: str) -> str:
+        """A URL serving `key` for `seconds` as an attachment named `download_as`, of `media_type`."""
 
     def ping(self) -> None:
         """Raise (`OSError` or the backend's own error) unless objects can be written now.

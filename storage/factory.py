@@ -1,4 +1,5 @@
 from core.config import Settings
+from core.signing import UrlSigner
 from storage.base import Storage
 from storage.local import LocalStorage
 
@@ -11,4 +12,5 @@ def make_storage(settings: Settings) -> Storage:
         s3 = S3Storage.from_settings(settings)
         s3.ensure_bucket()
         return s3
-    return LocalStorage(settings.storage_dir)
+    # The secret behind the signer loads on the first presigned URL, so a worker never needs it.
+    return LocalStorage(settings.storage_dir, UrlSigner(settings), settings.base_url)

@@ -5,9 +5,12 @@ A direct upload waits under `uploads/{user_id}/` until `POST /v1/jobs` moves it 
 
 import uuid
 
+# The folder of every job's folder.
+JOBS = "jobs"
+
 
 def source_key(job_id: str, extension: str) -> str:
-    return f"jobs/{job_id}/source{extension}"
+    return f"{job_prefix(job_id)}/source{extension}"
 
 
 def chunk_key(job_id: str, index: int) -> str:
@@ -15,15 +18,15 @@ def chunk_key(job_id: str, index: int) -> str:
 
 
 def chunks_prefix(job_id: str) -> str:
-    return f"jobs/{job_id}/chunks"
+    return f"{job_prefix(job_id)}/chunks"
 
 
 def transcript_key(job_id: str, fmt: str) -> str:
-    return f"jobs/{job_id}/transcript.{fmt}"
+    return f"{job_prefix(job_id)}/transcript.{fmt}"
 
 
 def job_prefix(job_id: str) -> str:
-    return f"jobs/{job_id}"
+    return f"{JOBS}/{job_id}"
 
 
 def uploads_prefix(user_id: str) -> str:

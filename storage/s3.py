@@ -5,10 +5,12 @@ than one part becomes a multipart upload, completed when the block exits cleanly
 otherwise, so a failed write leaves neither an object nor billable orphan parts behind.
 """
 
+import io
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, cast
 
@@ -18,13 +20,15 @@ from botocore.exceptions import ClientError
 
 from core.config import Settings
 from core.logging import get_logger
-from storage.base import ObjectWriter, check_key
+from storage.base import ObjectWriter, UploadForm, check_key
 
 log = get_logger(__name__)
 
 # S3 parts must be at least 5 MiB (all but the last); 8 MiB is boto3's own transfer default.
 PART_SIZE = 8 * 1024 * 1024
 DELETE_BATCH = 1000  # the most keys one DeleteObjects call accepts
+# A seekable reader fetches at least this much per GET: few round trips for a header, little waste.
+RANGE_BLOCK = 256 * 1024
 _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
 
 
@@ -106,6 +110,49 @@ class _MultipartWriter:
             log.warning("storage.abort_failed", key=self.key, error=str(exc))
 
 
+class _RangedReader(io.RawIOBase):
+    """One object read as ranged GETs: only the bytes asked for cross the network.
+
+    Every GET names the ETag seen first, so a reader never mixes two versions of an object."""
+
+    def __init__(self, client: Any, bucket: str, key: str) -> None:
+        self.client, self.bucket, self.key = client, bucket, key
+        self.name = key  # the key's suffix helps FFmpeg pick a demuxer, as a file's extension does
+        with _missing_as_not_found(key):
+            head = client.head_object(Bucket=bucket, Key=key)
+        self.length, self.etag = int(head["ContentLength"]), str(head["ETag"])
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.length}[whence]
+        if base + offset < 0:
+            raise OSError(f"negative seek position {base + offset}")
+        self.position = base + offset
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        end = min(self.position + len(buffer), self.length)
+        if end <= self.position:
+            return 0
+        response = self.client.get_object(
+            Bucket=self.bucket, Key=self.key, Range=f"bytes={self.position}-{end - 1}", IfMatch=self.etag
+        )
+        with response["Body"] as body:
+            data = body.read()
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
+
+
 class S3Storage:
     """Objects under `key` in one bucket."""
 
@@ -160,6 +207,12 @@ class S3Storage:
             yield cast(BinaryIO, body)
         finally:
             body.close()
+
+    @contextmanager
+    def open_seekable(self, key: str) -> Iterator[BinaryIO]:
+        reader = io.BufferedReader(_RangedReader(self.client, self.bucket, check_key(key)), RANGE_BLOCK)
+        with reader:
+            yield cast(BinaryIO, reader)
 
     @contextmanager
     def local_path(self, key: str) -> Iterator[Path]:
@@ -218,6 +271,19 @@ class S3Storage:
             removed += self._delete_batch(batch)
         return removed
 
+    def list_folders(self, prefix: str, *, after: str | None = None, limit: int = 1000) -> list[str]:
+        base = check_key(prefix) + "/"
+        options = {"Bucket": self.bucket, "Prefix": base, "Delimiter": "/"}
+        if after is not None:
+            # `0` is the character after `/`: this key sorts after every key of the folder `after`.
+            options["StartAfter"] = f"{base}{after}0"
+        names: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(**options):
+            names.extend(p["Prefix"][len(base) : -1] for p in page.get("CommonPrefixes", []))
+            if len(names) >= limit:
+                break
+        return names[:limit]
+
     def _delete_batch(self, keys: list[str]) -> int:
         response = self.client.delete_objects(
             Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
@@ -230,30 +296,26 @@ class S3Storage:
         # HEAD on the bucket: cheap, writes nothing, and fails on bad credentials or a lost bucket.
         self.client.head_bucket(Bucket=self.bucket)
 
-    def presign_get(
-        self,
-        key: str,
-        expires: int = 3600,
-        *,
-        download_as: str | None = None,
-        media_type: str | None = None,
-    ) -> str:
-        """A URL that lets its holder download `key` for `expires` seconds, without credentials.
+    def presign_download(self, key: str, seconds: int, *, download_as: str, media_type: str) -> str:
+        """S3's own presigned GET; the attachment name and type are part of the signature."""
+        params = {
+            "Bucket": self.bucket,
+            "Key": check_key(key),
+            "ResponseContentDisposition": f'attachment; filename="{download_as}"',
+            "ResponseContentType": media_type,
+        }
+        return str(self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=seconds))
 
-        `download_as` makes S3 answer with `Content-Disposition: attachment` under that file name,
-        and `media_type` overrides the stored Content-Type; both are part of the signature.
-        """
-        params = {"Bucket": self.bucket, "Key": check_key(key)}
-        if download_as is not None:
-            params["ResponseContentDisposition"] = f'attachment; filename="{download_as}"'
-        if media_type is not None:
-            params["ResponseContentType"] = media_type
-        return str(self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires))
-
-    def presign_put(self, key: str, expires: int = 3600) -> str:
-        """A URL that lets its holder upload `key` (one PUT) for `expires` seconds."""
-        return str(
-            self.client.generate_presigned_url(
-                "put_object", Params={"Bucket": self.bucket, "Key": check_key(key)}, ExpiresIn=expires
-            )
+    def presign_upload(self, key: str, max_bytes: int, seconds: int, content_type: str) -> UploadForm:
+        """A presigned POST (an HTML-form upload): unlike a presigned PUT, its signed policy bounds
+        the body, so S3 itself refuses more than `max_bytes` (`EntityTooLarge`)."""
+        expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=seconds)
+        post = self.client.generate_presigned_post(
+            self.bucket,
+            check_key(key),
+            Fields={"Content-Type": content_type},
+            Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]],
+            ExpiresIn=seconds,
         )
+        fields = {str(name): str(value) for name, value in post["fields"].items()}
+        return UploadForm(url=str(post["url"]), method="POST", expires_at=expires_at, fields=fields)

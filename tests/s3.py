@@ -42,3 +42,14 @@ def remove_bucket(s3: Any, bucket: str) -> None:
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "NoSuchBucket":
             raise
+
+
+def served_bytes(s3: Any) -> list[int]:
+    """The body length of every GetObject answer the client gets from now on: what the server sent."""
+    sizes: list[int] = []
+
+    def count(parsed: dict[str, Any], **_: Any) -> None:
+        sizes.append(int(parsed.get("ContentLength", 0)))
+
+    s3.meta.events.register("after-call.s3.GetObject", count)
+    return sizes

@@ -14,11 +14,15 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from core.config import Settings
+from scripts.processes import API_COMMAND
 from tests.conftest import ROOT, require_service
 
 SECRET = "s" * 48
+# `uvicorn ...` as the Procfile and the Dockerfile write what the launchers run as `python -m uvicorn ...`.
+UVICORN = ["uvicorn", *API_COMMAND[2:]]
 
 
 def compose_config(**env: str) -> subprocess.CompletedProcess[str]:
@@ -114,6 +118,20 @@ def test_the_app_reaches_its_stores_and_has_its_secret(
     assert settings.database_url == env["DATABASE_URL"]
 
 
+def test_the_api_believes_x_forwarded_for_only_from_the_configured_proxy(
+    services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert services["api"]["environment"]["FORWARDED_ALLOW_IPS"] == "127.0.0.1"  # until it is set
+    done = compose_config(VERBATIM_JWT_SECRET=SECRET, FORWARDED_ALLOW_IPS="10.0.0.0/8, 192.168.1.4")
+    assert done.returncode == 0, done.stderr
+    env = yaml.safe_load(done.stdout)["services"]["api"]["environment"]
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", env["FORWARDED_ALLOW_IPS"])
+    assert Settings().trusted_proxies == ["10.0.0.0/8", "192.168.1.4/32"]
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "proxy.internal")  # uvicorn would match nothing, silently
+    with pytest.raises(ValidationError, match="FORWARDED_ALLOW_IPS"):
+        Settings()
+
+
 def test_compose_refuses_to_start_without_a_jwt_secret() -> None:
     done = compose_config()
     assert done.returncode != 0
@@ -132,7 +150,7 @@ def test_procfile() -> None:
     assert processes["release"] == "alembic upgrade head"
     assert processes["worker"] == "python -m worker.main"
     web = shlex.split(processes["web"])
-    assert web[:3] == ["uvicorn", "--factory", "api.app:create_app"]
+    assert web[: len(API_COMMAND) - 1] == UVICORN, "the API as scripts/processes.py starts it"
     assert web[web.index("--port") + 1] == "${PORT:-8000}"
 
 
@@ -141,7 +159,7 @@ def test_dockerfile_runs_the_api_on_port() -> None:
     cmd = [line for line in lines if line.startswith("CMD ")]
     assert len(cmd) == 1
     command = " ".join(json.loads(cmd[0].removeprefix("CMD ")))
-    assert "exec uvicorn --factory api.app:create_app" in command and '--port "$PORT"' in command
+    assert f"exec {' '.join(UVICORN)} " in command and '--port "$PORT"' in command
     assert "    PORT=8000" in lines, "the image's default port"
 
 

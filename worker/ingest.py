@@ -3,8 +3,11 @@
 The download goes through the SSRF guard (`core.netguard`): each redirect hop is checked, and each
 connection dials an address checked at that moment. The size limit is the smaller of the server's
 and the owner's tier's upload limit; it is enforced on the declared length and again on the bytes
-received, so a server that sends no length (or lies about it) is cut off at the limit. Storage
-writes are all-or-nothing, so a refused or broken download leaves nothing behind.
+received, so a server that sends no length (or lies about it) is cut off at the limit. The whole
+download, from the first connection to the last byte and through every redirect, ends by
+`VERBATIM_FETCH_TIMEOUT_SECONDS`: a server that never finishes its headers, or trickles its body,
+is cut off there too. Storage writes are all-or-nothing, so a refused or broken download leaves
+nothing behind.
 """
 
 import time
@@ -63,17 +66,19 @@ def _download(settings: Settings, storage: Storage, url: str, key: str, limit: i
     deadline = time.monotonic() + settings.fetch_timeout_seconds
     timeout = min(settings.fetch_timeout_seconds, IDLE_TIMEOUT_SECONDS)
     try:
-        with guarded_client(allow_private=allow_private, timeout=timeout) as client:
+        with guarded_client(allow_private=allow_private, timeout=timeout, deadline=deadline) as client:
             # The stored bytes are the ones counted against the limit: no transparent decompression.
             client.headers["Accept-Encoding"] = "identity"
             with stream_following_redirects(client, url, allow_private=allow_private) as response:
                 _check_response(response, url, limit)
-                return _store(response, storage, key, url, limit, deadline)
+                return _store(response, storage, key, url, limit)
     except UnsafeUrl as exc:
         raise PermanentDownloadError(url, str(exc)) from exc
     except httpx.TooManyRedirects as exc:
         raise PermanentDownloadError(url, f"it redirected more than {MAX_REDIRECTS} times") from exc
     except httpx.TimeoutException as exc:
+        if time.monotonic() >= deadline:
+            raise TransientDownloadError(url, "the download did not finish in time") from exc
         raise TransientDownloadError(url, "the server did not answer in time") from exc
     except httpx.ConnectError as exc:
         raise TransientDownloadError(url, f"the server could not be reached ({exc})") from exc
@@ -94,17 +99,13 @@ def _check_response(response: httpx.Response, url: str, limit: int) -> None:
         raise PermanentDownloadError(url, _too_large(limit))
 
 
-def _store(
-    response: httpx.Response, storage: Storage, key: str, url: str, limit: int, deadline: float
-) -> int:
+def _store(response: httpx.Response, storage: Storage, key: str, url: str, limit: int) -> int:
     size = 0
     with storage.writer(key) as out:
         for block in response.iter_bytes():
             size += len(block)
             if size > limit:
                 raise PermanentDownloadError(url, _too_large(limit))
-            if time.monotonic() > deadline:
-                raise TransientDownloadError(url, "the download did not finish in time")
             out.write(block)
     return size
 

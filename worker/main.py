@@ -13,8 +13,10 @@ import secrets
 import socket
 import sys
 import time
+from contextlib import suppress
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq.serializers import JSONSerializer
 
 from core.config import get_settings
@@ -24,7 +26,7 @@ from worker.batching import BatchingWorker
 from worker.context import WorkerContext, build_context, install
 from worker.fleet import FleetDuties
 from worker.maintenance import FIRST_RUN_SECONDS
-from worker.webhooks import WebhookDeliveries
+from worker.webhooks import WebhookSenders
 
 log = get_logger(__name__)
 
@@ -78,8 +80,8 @@ def serve(context: WorkerContext, args: argparse.Namespace) -> int:
     while True:
         worker = BatchingWorker(queues, connection=redis, serializer=JSONSerializer, name=name)
         duties = FleetDuties(context, worker)
-        # Its own thread: a slow webhook endpoint must not hold up the duties' heartbeat.
-        deliveries = WebhookDeliveries(context.sessions, settings)
+        # Threads of their own: a slow webhook endpoint must not hold up the duties' heartbeat.
+        deliveries = WebhookSenders(context.sessions, settings)
         duties.start()
         deliveries.start()
         try:
@@ -97,6 +99,15 @@ def serve(context: WorkerContext, args: argparse.Namespace) -> int:
         # not: what it was doing is in SQL, and the reconciler hands anything lost to the fleet.
         log.warning("worker.loop_restarting", worker=name, in_seconds=RESTART_DELAY_SECONDS)
         time.sleep(RESTART_DELAY_SECONDS)
+        _forget_registration(worker)
+
+
+def _forget_registration(worker: BatchingWorker) -> None:
+    """Drop what Redis still holds of the loop that ended, before the next registers the same name:
+    the duties thread may have registered it again while RQ tore down (a Redis restarted empty),
+    and RQ refuses to register a name whose worker looks alive."""
+    with suppress(RedisError):  # Redis still away: the next loop fails and restarts too
+        worker.connection.delete(worker.key)
 
 
 if __name__ == "__main__":

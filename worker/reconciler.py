@@ -11,6 +11,10 @@ processing jobs and, for each, compares what SQL says remains with what Redis ho
 - chunks whose tasks are missing or ended → new tasks and a new merge;
 - a job with every chunk done and no merge waiting or running → its merge.
 
+Each pass also keeps the fleet's periodic work (retention and the sweeps, `worker.maintenance`)
+scheduled: a worker schedules it when it starts, and each run schedules the next, so a Redis that
+lost its data would otherwise stop it until a worker restarts.
+
 Every stage is idempotent and chunk results are fenced, so enqueueing something that was not
 really lost costs a duplicate run, never a wrong transcript.
 """
@@ -25,6 +29,7 @@ from core.queues import WorkState, chunk_task_id, merge_task_id, prepare_task_id
 from repositories.chunks import ChunkRepository
 from repositories.jobs import JobRepository
 from worker.context import WorkerContext
+from worker.maintenance import FIRST_RUN_SECONDS
 
 log = get_logger(__name__)
 
@@ -65,6 +70,8 @@ def reconcile(ctx: WorkerContext) -> Repairs:
             _check_merge(ctx, job, repairs)
     if repairs:
         log.warning("reconciler.repaired", **vars(repairs))
+    if ctx.queues.keep_retention_scheduled(FIRST_RUN_SECONDS):
+        log.warning("reconciler.retention_rescheduled", in_seconds=FIRST_RUN_SECONDS)
     return repairs
 
 

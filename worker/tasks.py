@@ -20,7 +20,7 @@ from core.db import session_scope
 from core.enums import ChunkStatus, Priority, Tier, TranscriptFormat
 from core.logging import get_logger
 from core.queues import WorkState, chunk_task_id
-from core.tiers import policy_for
+from core.tiers import month_start, policy_for
 from repositories.chunks import CLOSED, UNFINISHED, ChunkRepository
 from repositories.jobs import JobRepository
 from repositories.models import Chunk
@@ -56,6 +56,9 @@ def prepare(job_id: str) -> str:
         url, window = job.source_url, ctx.settings.chunk_seconds_for(ctx.backend_for(job.backend))
         tier = _owner_tier(session, job.user_id)
         known = {c.chunk_index: c.status for c in ChunkRepository(session).list_for_job(job_id)}
+        # A URL, or a container that stated no duration: its minutes were not counted when it was
+        # accepted, so they are checked once decoding has told them.
+        unmetered = job.user_id if job.audio_duration_seconds is None else None
     if planned:
         # A retried job whose plan is recorded: its open chunks go back to the queue.
         ctx.queues.enqueue_chunks(
@@ -65,8 +68,8 @@ def prepare(job_id: str) -> str:
     try:
         if url is not None:
             fetch_source(ctx, job_id, url, source, tier)
-        chunks = _plan_chunks(ctx, Planning(job_id, source, tier, window, priority, known))
-    except (AudioDecodeError, TooLong, PermanentDownloadError) as exc:
+        chunks = _plan_chunks(ctx, Planning(job_id, source, tier, window, priority, known, unmetered))
+    except (AudioDecodeError, TooLong, OverQuota, PermanentDownloadError) as exc:
         fail_job(ctx, job_id, str(exc))
         return "failed"
     except TransientDownloadError as exc:
@@ -83,6 +86,10 @@ class TooLong(Exception):
     """Longer than the owner's tier allows: the job fails and its minutes are not billed."""
 
 
+class OverQuota(Exception):
+    """Longer than the minutes left of the owner's month: the job fails and is not billed."""
+
+
 def _owner_tier(session: Session, user_id: str) -> Tier:
     user = UserRepository(session).get(user_id)
     return user.tier if user is not None else Tier.FREE
@@ -97,6 +104,8 @@ class Planning:
     priority: Priority
     # Chunks an earlier, interrupted `prepare` already recorded, and their status.
     known: dict[int, ChunkStatus]
+    # The owner, when the job's minutes are still to be checked against the month's.
+    unmetered_owner: str | None = None
 
 
 def _plan_chunks(ctx: WorkerContext, plan: Planning) -> int:
@@ -121,9 +130,24 @@ def _plan_chunks(ctx: WorkerContext, plan: Planning) -> int:
                 lost = ctx.queues.state(chunk_task_id(plan.job_id, window.index)) in LOST
                 chain.add(window.index, enqueue=lost)
     with session_scope(ctx.sessions) as session:
+        if plan.unmetered_owner is not None:
+            _check_minutes_left(session, plan.unmetered_owner, plan.tier, audio.seconds)
         JobRepository(session).claim_plan(plan.job_id, duration=audio.seconds, chunks_total=count)
     chain.finish()
     return count
+
+
+def _check_minutes_left(session: Session, user_id: str, tier: Tier, seconds: float) -> None:
+    """The check a submission with a known duration had, now: under the owner's lock, so jobs that
+    finish decoding at the same time cannot together pass the month's minutes. The job's own
+    duration is still unrecorded here, so it is not in what the month has billed."""
+    UserRepository(session).lock(user_id)
+    left = policy_for(tier).seconds_left(JobRepository(session).billed_seconds(user_id, month_start()))
+    if seconds > left:
+        raise OverQuota(
+            f"the audio is {seconds / 60:.1f} min long but only {left / 60:.1f} of this month's "
+            "audio minutes were left"
+        )
 
 
 LOST = (WorkState.MISSING, WorkState.ENDED)

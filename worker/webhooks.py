@@ -1,9 +1,10 @@
 """Webhook delivery: sign as Standard Webhooks do, send once, and decide what comes next.
 
-Each worker process runs `WebhookDeliveries` on its own thread (an HTTP attempt may take the whole
-`VERBATIM_WEBHOOK_TIMEOUT_SECONDS`, which must not stall the fleet duties' heartbeat). A sender
-leases one due event at a time from the outbox (`repositories.webhooks`), sends it outside any
-transaction, then records the attempt under the same lease:
+Each worker process runs `WebhookSenders`: `VERBATIM_WEBHOOK_SENDERS` delivery loops, each on its
+own thread (an HTTP attempt may take the whole `VERBATIM_WEBHOOK_TIMEOUT_SECONDS`, which must not
+stall the fleet duties' heartbeat). A loop leases one due event at a time from the outbox
+(`repositories.webhooks`), sends it outside any transaction, then records the attempt under the
+same lease:
 
 - `2xx`: delivered.
 - `410 Gone`: the endpoint is disabled: this event and the user's other pending events to that URL
@@ -11,6 +12,13 @@ transaction, then records the attempt under the same lease:
 - anything else (a redirect, which is never followed; another `4xx`; a `5xx`; a timeout; an address
   the guard refuses): tried again after an exponential backoff with full jitter, until the event is
   `VERBATIM_WEBHOOK_RETRY_HOURS` old; then it is failed.
+
+An attempt ends by its deadline, however slowly the endpoint sends (a byte a second, or `100
+Continue` after `100 Continue`): the connection is closed then and the attempt counted as a timeout.
+Its lease outlasts that deadline, so no other sender takes the event meanwhile. And a user has at
+most one attempt in flight, fleet-wide (the outbox hands out no event of a user whose attempt is
+under way): however many events a slow endpoint is owed, it holds one loop, and the others keep
+delivering to everyone else.
 
 Delivery is at least once: a sender that dies mid-attempt leaves its lease to expire and another
 sender tries again with the same `webhook-id`, which receivers use to drop duplicates.
@@ -42,6 +50,9 @@ log = get_logger(__name__)
 
 USER_AGENT = "Verbatim-Webhooks/1"
 IDLE_SECONDS = 1.0
+# A lease outlasts its attempt's deadline by this much: name resolution (which the deadline does not
+# bound) and recording the attempt.
+LEASE_MARGIN_SECONDS = 30.0
 EVENT_NAMES = {
     WebhookStatus.DELIVERED: "webhook.delivered",
     WebhookStatus.PENDING: "webhook.retrying",
@@ -83,7 +94,10 @@ class Outcome:
 
 
 def send(claim: Claim, body: bytes, *, allow_private: bool, timeout: float) -> Outcome:
-    """One signed POST. Never raises for what the endpoint does; redirects are not followed."""
+    """One signed POST, over within `timeout` seconds however slowly the endpoint answers.
+
+    Never raises for what the endpoint does; redirects are not followed.
+    """
     started_at, clock = utcnow(), time.monotonic()
     timestamp = int(time.time())
     headers = {
@@ -97,7 +111,7 @@ def send(claim: Claim, body: bytes, *, allow_private: bool, timeout: float) -> O
     try:
         # The client checks the URL and every address it dials: refusals raise UnsafeUrl.
         with (
-            guarded_client(allow_private=allow_private, timeout=timeout) as client,
+            guarded_client(allow_private=allow_private, timeout=timeout, deadline=clock + timeout) as client,
             # Streamed and closed unread: only the status matters, and a huge body costs nothing.
             client.stream("POST", claim.url, content=body, headers=headers) as response,
         ):
@@ -132,7 +146,7 @@ class Backoff:
 
 
 class WebhookDeliveries(threading.Thread):
-    """The delivery loop of one worker process (see the module docstring)."""
+    """One delivery loop of a worker process (see the module docstring and `WebhookSenders`)."""
 
     def __init__(
         self,
@@ -141,8 +155,9 @@ class WebhookDeliveries(threading.Thread):
         *,
         backoff: Backoff | None = None,
         idle_seconds: float = IDLE_SECONDS,
+        name: str = "webhook-deliveries",
     ) -> None:
-        super().__init__(name="webhook-deliveries", daemon=True)
+        super().__init__(name=name, daemon=True)
         self._sessions, self._settings = sessions, settings
         self._backoff = backoff or Backoff()
         self._idle = idle_seconds
@@ -159,9 +174,13 @@ class WebhookDeliveries(threading.Thread):
 
     def stop(self, *, drain: bool = False) -> None:
         """Stop after the attempt in flight; with `drain`, after every event already due is sent."""
+        self.request_stop(drain=drain)
+        self.join(timeout=None if drain else self._settings.webhook_timeout_seconds + 5)
+
+    def request_stop(self, *, drain: bool = False) -> None:
+        """`stop` without waiting for the loop to end."""
         self._drain = drain
         self._stopping.set()
-        self.join(timeout=None if drain else self._settings.webhook_timeout_seconds + 5)
 
     def _step(self) -> bool:
         try:
@@ -192,8 +211,7 @@ class WebhookDeliveries(threading.Thread):
         return True
 
     def _lease_seconds(self) -> float:
-        # Connect, write and read each get the timeout; leave room for all three and the bookkeeping.
-        return 3 * self._settings.webhook_timeout_seconds + 30
+        return self._settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
 
     def _record(self, claim: Claim, outcome: Outcome) -> None:
         status, next_at = self._next(claim, outcome)
@@ -233,3 +251,27 @@ class WebhookDeliveries(threading.Thread):
         retry_at = now + timedelta(seconds=self._backoff.delay(claim.attempt))
         # The last try lands on the deadline rather than past it.
         return WebhookStatus.PENDING, min(retry_at, deadline)
+
+
+class WebhookSenders:
+    """The delivery loops of one worker process: `VERBATIM_WEBHOOK_SENDERS` `WebhookDeliveries`."""
+
+    def __init__(self, sessions: sessionmaker[Session], settings: Settings) -> None:
+        self._settings = settings
+        self._loops = [
+            WebhookDeliveries(sessions, settings, name=f"webhook-sender-{n}")
+            for n in range(settings.webhook_senders)
+        ]
+
+    def start(self) -> None:
+        for loop in self._loops:
+            loop.start()
+
+    def stop(self, *, drain: bool = False) -> None:
+        """Stop every loop after its attempt in flight; with `drain`, once no event is due any more."""
+        for loop in self._loops:
+            loop.request_stop(drain=drain)
+        # The attempts in flight end together, by their deadline: one wait covers them all.
+        ends_by = time.monotonic() + self._settings.webhook_timeout_seconds + 5
+        for loop in self._loops:
+            loop.join(timeout=None if drain else max(0.0, ends_by - time.monotonic()))

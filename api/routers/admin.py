@@ -4,6 +4,7 @@ from fastapi import APIRouter, Query
 
 from api import accounts
 from api.deps import AdminUser, UoW
+from api.fields import Offset, Text
 from api.schemas import (
     AdminUserOut,
     ErrorOut,
@@ -42,7 +43,7 @@ def list_users(
     _: AdminUser,
     uow: UoW,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> UserList:
     """Every user, newest first."""
     items, total = UserRepository(uow.session).list_page(limit, offset)
@@ -54,7 +55,7 @@ def list_users(
     response_model=AdminUserOut,
     responses=error_responses(401, 403, 404, 409, 422),
 )
-def update_user(user_id: str, body: UserPatch, admin: AdminUser, uow: UoW) -> AdminUserOut:
+def update_user(user_id: Text, body: UserPatch, admin: AdminUser, uow: UoW) -> AdminUserOut:
     """Set a user's tier, or disable (`is_active: false`) and enable them. A disabled user's tokens
     and API keys are refused until they are enabled again; an admin cannot disable themselves."""
     user = accounts.update_user(uow.session, admin, user_id, body.tier, body.is_active)

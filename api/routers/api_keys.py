@@ -2,6 +2,7 @@ from fastapi import APIRouter, Response
 
 from api import accounts
 from api.deps import CurrentUser, UoW
+from api.fields import Text
 from api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 from api.schemas import error_responses as _errors
 from repositories.users import ApiKeyRepository
@@ -24,7 +25,7 @@ def list_api_keys(user: CurrentUser, uow: UoW) -> list[ApiKeyOut]:
 
 
 @router.delete("/{key_id}", status_code=204, responses=_errors(401, 404))
-def revoke_api_key(key_id: str, user: CurrentUser, uow: UoW) -> Response:
+def revoke_api_key(key_id: Text, user: CurrentUser, uow: UoW) -> Response:
     """Revoke one of your keys: it stops working at once."""
     accounts.revoke_api_key(uow.session, user, key_id)
     return Response(status_code=204)

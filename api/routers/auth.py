@@ -1,29 +1,31 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Form, Request, Response
 
 from api import accounts
 from api.deps import CurrentUser, RateLimiterDep, SettingsDep, TokensDep, UoW, client_ip
-from api.schemas import PasswordChange, RegisterIn, TokenOut, UserOut
+from api.schemas import LoginForm, PasswordChange, RegisterIn, RegistrationOut, TokenOut, UserOut
 from api.schemas import error_responses as _errors
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
 
-@router.post("/register", status_code=201, response_model=UserOut, responses=_errors(409, 422, 429, 503))
+@router.post("/register", status_code=202, response_model=RegistrationOut, responses=_errors(422, 429, 503))
 def register(
     body: RegisterIn, request: Request, uow: UoW, limiter: RateLimiterDep, settings: SettingsDep
-) -> UserOut:
-    """Create an account (tier `free`) with a password of at least 10 characters."""
+) -> RegistrationOut:
+    """Create an account (tier `free`) with a password of at least 10 characters, then log in.
+
+    The answer is the same for an email that already has an account, which is left as it was:
+    this route does not tell which emails are registered."""
     limiter.hit("register:ip", client_ip(request), settings.register_limit_per_ip)
-    user = accounts.register(uow.session, body.email, body.password)
-    return UserOut.model_validate(user)
+    accounts.register(uow.session, body.email, body.password)
+    return RegistrationOut(email=body.email.lower())
 
 
 @router.post("/login", response_model=TokenOut, responses=_errors(401, 422, 429, 503))
 def login(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[LoginForm, Form()],
     request: Request,
     response: Response,
     uow: UoW,

@@ -17,6 +17,7 @@ from api.dashboard import (
     set_session,
 )
 from api.deps import RateLimiterDep, SettingsDep, TokensDep, UoW, client_ip
+from api.fields import Text
 from core.errors import AppError, Forbidden
 from core.logging import get_logger
 
@@ -35,7 +36,7 @@ def login_form(request: Request) -> HTMLResponse:
 @router.post("/login")
 def login(
     request: Request,
-    email: Annotated[str, Form()],
+    email: Annotated[Text, Form()],
     password: Annotated[str, Form()],
     uow: UoW,
     tokens: TokensDep,

@@ -9,11 +9,12 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 
 from api.deps import CurrentUser, SettingsDep, SignerDep, StorageDep, UoW
+from api.fields import Text
 from api.schemas import JobOut, error_responses
 from core.config import Settings
 from core.enums import JobStatus, TranscriptFormat
 from core.errors import Conflict, NotFound
-from core.signing import Purpose, UrlSigner
+from core.signing import DOWNLOAD_PATH, Purpose
 from repositories.jobs import JobRepository
 from storage.base import Storage
 from storage.keys import transcript_key
@@ -24,19 +25,23 @@ router = APIRouter(tags=["jobs"])
 @router.get(
     "/v1/jobs/{job_id}/download",
     status_code=307,
+    # The redirect has no body, so the schema gives its 307 no content type.
+    response_class=RedirectResponse,
     responses={
         **error_responses(401, 404, 409, 422, 503),
         202: {"model": JobOut, "description": "not completed yet; progress"},
-        307: {"description": "`Location`: a URL serving the transcript for a few minutes"},
+        307: {
+            "description": "a URL serving the transcript for a few minutes",
+            "headers": {"Location": {"schema": {"type": "string"}, "required": True}},
+        },
     },
 )
 def download_transcript(
-    job_id: str,
+    job_id: Text,
     user: CurrentUser,
     uow: UoW,
     storage: StorageDep,
     settings: SettingsDep,
-    signer: SignerDep,
     format: TranscriptFormat = TranscriptFormat.TXT,
 ) -> Response:
     """Redirect to the transcript, valid for `VERBATIM_DOWNLOAD_URL_SECONDS`; `202` with progress
@@ -49,27 +54,25 @@ def download_transcript(
     if job.status != JobStatus.COMPLETED:
         body = JobOut.of(job).model_dump(mode="json")
         return JSONResponse(body, status_code=202, headers={"Retry-After": "5"})
-    url = _download_url(storage, signer, settings, job.id, format)
+    url = _download_url(storage, settings, job.id, format)
     # no-store: the URL expires within minutes, so no cache should hand it out later.
     return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
 
 
-def _download_url(
-    storage: Storage, signer: UrlSigner, settings: Settings, job_id: str, fmt: TranscriptFormat
-) -> str:
+def _download_url(storage: Storage, settings: Settings, job_id: str, fmt: TranscriptFormat) -> str:
     key, name = transcript_key(job_id, fmt.value), f"{job_id}.{fmt.value}"
-    seconds = settings.download_url_seconds
-    presign_get = getattr(storage, "presign_get", None)
-    if presign_get is not None:
-        return str(presign_get(key, seconds, download_as=name, media_type=fmt.media_type))
-    token, _ = signer.sign(Purpose.DOWNLOAD, {"k": key, "name": name, "type": fmt.media_type}, seconds)
-    return f"{settings.base_url}/v1/downloads/{token}"
+    return storage.presign_download(
+        key, settings.download_url_seconds, download_as=name, media_type=fmt.media_type
+    )
 
 
 @router.get(
-    "/v1/downloads/{token}",
+    DOWNLOAD_PATH + "/{token}",
     response_class=StreamingResponse,
-    responses={**error_responses(403, 404), 200: {"content": {"application/octet-stream": {}}}},
+    responses={
+        **error_responses(403, 404),
+        200: {"content": {f.media_type.split(";")[0]: {} for f in TranscriptFormat}},
+    },
 )
 def serve_download(token: str, storage: StorageDep, signer: SignerDep) -> StreamingResponse:
     """The download URL of local storage; 403 once expired or if altered in any way."""

@@ -56,7 +56,7 @@ def _jobs_count(request: Request) -> int | None:
     try:
         with request.app.state.sessions() as session:
             session.execute(text("SELECT 1"))
-            return JobRepository(session).count()
+            return JobRepository(session).estimated_count()
     except SQLAlchemyError:
         return None
 

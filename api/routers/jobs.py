@@ -1,4 +1,3 @@
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -10,12 +9,14 @@ from pydantic import ValidationError
 
 from api import services
 from api.deps import CurrentUser, QueuesDep, SettingsDep, StorageDep, UnitOfWork, UoW
+from api.fields import Moment, Offset, Text
 from api.schemas import ChunkOut, ErrorOut, JobList, JobOut, JobStats
 from api.submission import JobCreate, checked_url, parse_options
 from api.upload import ReceivedUpload, receive_upload, safe_filename
 from core.config import Settings
 from core.enums import JobStatus, TranscriptFormat
 from core.errors import Conflict, Forbidden, NotFound, PayloadTooLarge
+from core.tiers import policy_for
 from repositories.chunks import ChunkRepository
 from repositories.jobs import JobFilter, JobRepository
 from repositories.models import Job, User
@@ -68,18 +69,22 @@ async def submit_job(
     detect), `priority` (`high|normal|low`; default and ceiling from your tier), `backend`
     (`local|assemblyai`, where your tier allows), `mode` (`mono|dialogue`: label speakers),
     `webhook_url` (called when the job ends; default: yours from `PUT /v1/webhooks`)."""
-    current = await run_in_threadpool(services.check_can_submit, uow.session, user)
+    reservation = await run_in_threadpool(services.reserve_submission, uow.session, user)
+    # No database connection is held while the body streams in, however slowly it comes.
+    await run_in_threadpool(
+        uow.commit_early, lambda session: services.release_reservation(session, reservation)
+    )
     job_id = services.new_job_id()
-    max_bytes = min(settings.max_upload_bytes, current.policy.max_upload_mb * 1024 * 1024)
+    max_bytes = min(settings.max_upload_bytes, policy_for(user.tier).max_upload_mb * 1024 * 1024)
     if _is_json(request):
         body = await _json_body(request)
         job = await run_in_threadpool(
-            _accept_json, uow, storage, settings, job_id, user, body, current, max_bytes
+            _accept_json, uow, storage, settings, job_id, user, body, reservation, max_bytes
         )
     else:
         upload = await receive_upload(request, storage, lambda ext: source_key(job_id, ext), max_bytes)
         uow.after_rollback(lambda: storage.delete(upload.key))
-        job = await run_in_threadpool(_accept, uow, storage, settings, job_id, user, upload, current)
+        job = await run_in_threadpool(_accept, uow, storage, settings, job_id, user, upload, reservation)
     uow.after_commit(lambda: services.enqueue_or_withdraw(uow.session, storage, queues, job.id, job.priority))
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return JobOut.of(job)
@@ -108,10 +113,10 @@ def _accept(
     job_id: str,
     user: User,
     upload: ReceivedUpload,
-    current: services.Usage,
+    reservation: str,
 ) -> Job:
     options = parse_options(dict(upload.fields), user, settings)
-    return services.accept_stored_audio(uow.session, storage, job_id, user, upload, options, current)
+    return services.accept_stored_audio(uow.session, storage, job_id, user, upload, options, reservation)
 
 
 def _accept_json(
@@ -121,20 +126,19 @@ def _accept_json(
     job_id: str,
     user: User,
     body: JobCreate,
-    current: services.Usage,
+    reservation: str,
     max_bytes: int,
 ) -> Job:
     options = parse_options(body.option_fields(), user, settings)
-    if body.audio_url is not None:
-        url = checked_url("audio_url", body.audio_url, settings)
-        assert url is not None
-        return services.create_url_job(uow.session, job_id, user, url, body.filename, options)
-    assert body.object_key is not None
+    url = checked_url("audio_url", body.audio_url, settings)
+    if url is not None:
+        return services.create_url_job(uow.session, job_id, user, url, body.filename, options, reservation)
+    assert body.object_key is not None  # JobCreate holds exactly one source, and not an empty one
     upload = services.claim_uploaded_object(uow.session, storage, user, body.object_key, job_id, max_bytes)
     uow.after_rollback(lambda: storage.move(upload.key, body.object_key or ""))
     if body.filename:
         upload.filename = safe_filename(body.filename)
-    return services.accept_stored_audio(uow.session, storage, job_id, user, upload, options, current)
+    return services.accept_stored_audio(uow.session, storage, job_id, user, upload, options, reservation)
 
 
 class JobSort(StrEnum):
@@ -153,30 +157,35 @@ def list_jobs(
     user: CurrentUser,
     uow: UoW,
     status: JobStatus | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
-    language: Annotated[str | None, Query(max_length=16)] = None,
-    q: Annotated[str | None, Query(max_length=200, description="text in the filename or transcript")] = None,
+    created_after: Moment | None = None,
+    created_before: Moment | None = None,
+    language: Annotated[Text | None, Query(max_length=16)] = None,
+    q: Annotated[Text | None, Query(max_length=200, description="text in the filename or transcript")] = None,
     sort: JobSort = JobSort.NEWEST,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
+    exact_total: Annotated[
+        bool, Query(description="count every match, however many (slower on a long history)")
+    ] = False,
 ) -> JobList:
-    """Your jobs, filtered and sorted (`-` = descending), with the total before pagination."""
+    """Your jobs, filtered and sorted (`-` = descending), with the total before pagination: exact
+    while fewer than 1,000 jobs follow `offset`, else a lower bound (`total_exact: false`)."""
     filters = JobFilter(
         status=status,
-        created_after=_aware(created_after),
-        created_before=_aware(created_before),
+        created_after=created_after,
+        created_before=created_before,
         language=language.lower() if language else None,
         q=q,
         sort=sort.value,
     )
-    items, total = JobRepository(uow.session).list_for_owner(user.id, limit, offset, filters)
-    return JobList(items=[JobOut.of(j) for j in items], total=total, limit=limit, offset=offset)
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    # A timestamp without a zone is taken as UTC, the zone every timestamp of the API is in.
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+    page = JobRepository(uow.session).list_for_owner(user.id, limit, offset, filters, exact_total=exact_total)
+    return JobList(
+        items=[JobOut.of(j) for j in page.items],
+        total=page.total,
+        total_exact=page.exact,
+        limit=limit,
+        offset=offset,
+    )
 
 
 @router.get("/stats", response_model=JobStats, responses=_errors)
@@ -196,12 +205,12 @@ def _own_job(uow: UnitOfWork, user: User, job_id: str) -> Job:
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=_errors)
-def get_job(job_id: str, user: CurrentUser, uow: UoW) -> JobOut:
+def get_job(job_id: Text, user: CurrentUser, uow: UoW) -> JobOut:
     return JobOut.of(_own_job(uow, user, job_id))
 
 
 @router.get("/{job_id}/chunks", response_model=list[ChunkOut], responses=_errors)
-def get_chunks(job_id: str, user: CurrentUser, uow: UoW) -> list[ChunkOut]:
+def get_chunks(job_id: Text, user: CurrentUser, uow: UoW) -> list[ChunkOut]:
     job = _own_job(uow, user, job_id)
     return [ChunkOut.of(c) for c in ChunkRepository(uow.session).list_for_job(job.id)]
 
@@ -216,7 +225,7 @@ def get_chunks(job_id: str, user: CurrentUser, uow: UoW) -> list[ChunkOut]:
     },
 )
 def get_transcript(
-    job_id: str,
+    job_id: Text,
     user: CurrentUser,
     uow: UoW,
     storage: StorageDep,
@@ -237,7 +246,7 @@ def get_transcript(
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses={**_errors, 409: {"model": ErrorOut}})
-def cancel_job(job_id: str, user: CurrentUser, uow: UoW, queues: QueuesDep) -> JobOut:
+def cancel_job(job_id: Text, user: CurrentUser, uow: UoW, queues: QueuesDep) -> JobOut:
     """Stop a pending or processing job: chunks not yet transcribed are dropped."""
     job = _own_job(uow, user, job_id)
     indexes = services.cancel_job(uow.session, job)
@@ -251,7 +260,7 @@ def cancel_job(job_id: str, user: CurrentUser, uow: UoW, queues: QueuesDep) -> J
     response_model=JobOut,
     responses={**_errors, 409: {"model": ErrorOut}, 429: {"model": ErrorOut}},
 )
-def retry_job(job_id: str, user: CurrentUser, uow: UoW, queues: QueuesDep) -> JobOut:
+def retry_job(job_id: Text, user: CurrentUser, uow: UoW, queues: QueuesDep) -> JobOut:
     """Run a failed job again: only its chunks that failed are transcribed again."""
     job = _own_job(uow, user, job_id)
     indexes = services.retry_job(uow.session, user, job)
@@ -263,7 +272,7 @@ def retry_job(job_id: str, user: CurrentUser, uow: UoW, queues: QueuesDep) -> Jo
 
 
 @router.delete("/{job_id}", status_code=204, responses=_errors)
-def delete_job(job_id: str, user: CurrentUser, uow: UoW, storage: StorageDep) -> Response:
+def delete_job(job_id: Text, user: CurrentUser, uow: UoW, storage: StorageDep) -> Response:
     """Delete the job, its uploaded audio, its chunks and its transcripts."""
     job = _own_job(uow, user, job_id)
     JobRepository(uow.session).delete(job)

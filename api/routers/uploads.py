@@ -1,14 +1,15 @@
 """Direct uploads: the client sends a large file straight to storage, then submits its key.
 
-`POST /v1/uploads` hands out a URL for one PUT: S3's own presigned URL, or (local storage) an API
-URL signed by core/signing.py, which `PUT /v1/uploads/{token}` below streams into storage. Either
-way the key is the server's (`uploads/{user}/{random}{ext}`), and `POST /v1/jobs {"object_key"}`
-checks its owner and size again before it becomes a job.
+`POST /v1/uploads` hands out the storage's presigned upload form (`Storage.presign_upload`): S3's
+presigned POST, whose signed policy bounds the size, or (local storage) an API URL signed by
+core/signing.py, which `PUT /v1/uploads/{token}` below streams into storage up to the same bound.
+Either way the key is the server's (`uploads/{user}/{random}{ext}`), a user holds at most
+`max_pending_uploads` of them, and `POST /v1/jobs {"object_key"}` checks the owner and size again
+before it becomes a job.
 """
 
 from collections.abc import AsyncIterator
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
 
 import anyio
 from fastapi import APIRouter, Request
@@ -19,18 +20,20 @@ from api import services
 from api.deps import CurrentUser, SettingsDep, SignerDep, StorageDep, UoW
 from api.schemas import UploadReceived, UploadRequest, UploadTicket, error_responses
 from api.upload import safe_extension, safe_filename
-from core.config import Settings
 from core.db import session_scope
-from core.errors import Conflict, PayloadTooLarge
+from core.errors import Conflict, PayloadTooLarge, TooManyRequests
 from core.logging import get_logger
-from core.signing import Purpose, UrlSigner
+from core.signing import UPLOAD_PATH, Purpose
 from repositories.uploads import UploadRepository
 from storage.base import Storage
 from storage.keys import upload_key
 
 log = get_logger(__name__)
 
-router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
+router = APIRouter(prefix=UPLOAD_PATH, tags=["uploads"])
+
+# What a client told "too many uploads waiting" should wait before asking again.
+PENDING_RETRY_AFTER_SECONDS = 60
 
 # Network chunks are gathered up to this much before each write, so a 1 GB body is not 16,000
 # thread hops; it bounds what one upload holds in memory.
@@ -44,43 +47,36 @@ WRITE_BLOCK = 1 << 20
     responses=error_responses(401, 402, 413, 422, 429, 503),
 )
 def create_upload(
-    body: UploadRequest,
-    user: CurrentUser,
-    uow: UoW,
-    storage: StorageDep,
-    settings: SettingsDep,
-    signer: SignerDep,
+    body: UploadRequest, user: CurrentUser, uow: UoW, storage: StorageDep, settings: SettingsDep
 ) -> UploadTicket:
-    """A URL to PUT one file of `size` bytes to, valid for `VERBATIM_UPLOAD_URL_SECONDS`.
+    """Where to send one file of `size` bytes, valid for `VERBATIM_UPLOAD_URL_SECONDS`.
 
-    Send the file as the whole request body (no multipart) with the returned `headers`, then
+    Send it as the ticket says (`PUT` the whole body, or `POST` a form: see the schema), then
     `POST /v1/jobs` with `{"object_key": ...}`. The same limits as a multipart upload apply now
-    (429 active jobs, 402 quota, 413 size) and again when the job is submitted.
+    (429 active jobs, 402 quota, 413 size) and again when the job is submitted; a body longer than
+    `size` is refused; and at most `VERBATIM_MAX_PENDING_UPLOADS` uploads may wait unsubmitted (429).
     """
     current = services.check_can_submit(uow.session, user)
     max_bytes = min(settings.max_upload_bytes, current.policy.max_upload_mb * 1024 * 1024)
     if body.size > max_bytes:
         raise PayloadTooLarge(f"the file is larger than the {max_bytes // (1024 * 1024)} MB limit")
+    uploads = UploadRepository(uow.session)
+    _check_pending(uploads.count_pending(user.id), settings.max_pending_uploads)
     key = upload_key(user.id, safe_extension(safe_filename(body.filename)))
-    url, expires_at = _upload_url(storage, signer, settings, key, body.size)
-    UploadRepository(uow.session).create(key=key, user_id=user.id, size=body.size, expires_at=expires_at)
-    log.info("upload.granted", user_id=user.id, key=key, size=body.size)
-    headers = {"Content-Type": body.content_type or "application/octet-stream"}
-    return UploadTicket(upload_url=url, object_key=key, expires_at=expires_at, headers=headers)
+    content_type = body.content_type or "application/octet-stream"
+    form = storage.presign_upload(key, body.size, settings.upload_url_seconds, content_type)
+    uploads.create(key=key, user_id=user.id, size=body.size, expires_at=form.expires_at)
+    log.info("upload.granted", user_id=user.id, key=key, size=body.size, method=form.method)
+    return UploadTicket.of(key, form)
 
 
-def _upload_url(
-    storage: Storage, signer: UrlSigner, settings: Settings, key: str, size: int
-) -> tuple[str, datetime]:
-    seconds = settings.upload_url_seconds
-    # A backend with presigned URLs of its own (S3) takes the bytes itself. A plain presigned PUT
-    # cannot bound the body's length, so `POST /v1/jobs` checks the stored size before use.
-    presign_put = getattr(storage, "presign_put", None)
-    if presign_put is not None:
-        expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=seconds)
-        return str(presign_put(key, seconds)), expires_at
-    token, expires_at = signer.sign(Purpose.UPLOAD, {"k": key, "n": size}, seconds)
-    return f"{settings.base_url}/v1/uploads/{token}", expires_at
+def _check_pending(pending: int, limit: int) -> None:
+    if pending >= limit:
+        raise TooManyRequests(
+            f"you have {pending} direct uploads not yet submitted as jobs; at most {limit} may wait. "
+            "Submit them with POST /v1/jobs; unused ones are removed a day after their URL expires",
+            retry_after=PENDING_RETRY_AFTER_SECONDS,
+        )
 
 
 _RAW_BODY = {

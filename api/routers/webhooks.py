@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from api.deps import CurrentUser, SettingsDep, UoW
+from api.fields import Text
 from api.schemas import (
     WebhookEndpointIn,
     WebhookEndpointOut,
@@ -55,7 +56,7 @@ def set_endpoint(
     response_model=list[WebhookEventOut],
     responses={**_errors, **error_responses(404)},
 )
-def list_job_webhooks(job_id: str, user: CurrentUser, uow: UoW) -> list[WebhookEventOut]:
+def list_job_webhooks(job_id: Text, user: CurrentUser, uow: UoW) -> list[WebhookEventOut]:
     """The job's webhook events, each with every delivery attempt made so far."""
     if JobRepository(uow.session).get_for_owner(job_id, user.id) is None:
         raise NotFound(f"no job {job_id}")

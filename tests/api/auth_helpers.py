@@ -23,10 +23,13 @@ def login(client: Any, email: str, password: str = PASSWORD) -> Any:
 def account(client: Any, email: str, password: str = PASSWORD) -> tuple[str, str]:
     """Register and log in. Returns (user id, access token)."""
     created = register(client, email, password)
-    assert created.status_code == 201, created.text
+    assert created.status_code == 202, created.text
     response = login(client, email, password)
     assert response.status_code == 200, response.text
-    return created.json()["id"], response.json()["access_token"]
+    token = response.json()["access_token"]
+    me = client.get("/v1/auth/me", headers=auth(token))
+    assert me.status_code == 200, me.text
+    return me.json()["id"], token
 
 
 def make_key(client: Any, credential: str, name: str = "laptop") -> dict[str, Any]:

@@ -1,11 +1,15 @@
 """Accounts: registration, password login, tokens, API keys, disabled users, admin, rate limits."""
 
+import logging
+from collections.abc import Iterator
+
 import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from api.app import create_app
+from api.schemas import RegistrationOut
 from core.db import session_scope
 from core.enums import Tier
 from core.ratelimit import KEY_PREFIX
@@ -24,16 +28,14 @@ from tests.api.auth_helpers import (
 )
 from tests.conftest import auth, create_user
 
+REGISTERED = RegistrationOut.model_fields["detail"].default
 # --- register, log in, me -------------------------------------------------------------------------
 
 
 def test_register_login_me(client, sessions):
     created = register(client, "Ada@Example.com")
-    assert created.status_code == 201, created.text
-    body = created.json()
-    assert body["email"] == "ada@example.com"
-    assert body["tier"] == "free" and body["is_admin"] is False
-    assert set(body) == {"id", "email", "tier", "is_admin", "created_at"}
+    assert created.status_code == 202, created.text
+    assert created.json() == {"email": "ada@example.com", "detail": REGISTERED}
 
     row = user_row(sessions, "ada@example.com")
     assert row.password_hash.startswith("$argon2id$") and PASSWORD not in row.password_hash
@@ -47,20 +49,82 @@ def test_register_login_me(client, sessions):
 
     me = client.get("/v1/auth/me", headers=auth(token["access_token"]))
     assert me.status_code == 200
-    assert me.json() == body
+    body = me.json()
+    assert body["id"] == row.id and body["email"] == "ada@example.com"
+    assert body["tier"] == "free" and body["is_admin"] is False
+    assert set(body) == {"id", "email", "tier", "is_admin", "created_at"}
 
 
-def test_register_refuses_short_passwords_bad_emails_and_taken_emails(client, sessions):
+def test_register_refuses_short_passwords_and_bad_emails(client, sessions):
     short = register(client, "bob@example.com", "123456789")
     assert short.status_code == 422 and "password" in short.json()["detail"]
     bad = register(client, "not-an-email")
     assert bad.status_code == 422 and bad.json()["error"] == "validation_error"
-    assert register(client, "bob@example.com", "1234567890").status_code == 201
-    taken = register(client, "BOB@example.com", "another password")
-    assert taken.status_code == 409 and taken.json()["error"] == "conflict"
     with session_scope(sessions) as session:
-        assert session.scalar(select(func.count()).select_from(User)) == 1
+        assert session.scalar(select(func.count()).select_from(User)) == 0
+
+
+class _Events(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def account_events() -> Iterator[_Events]:
+    """The records of api.accounts (a handler of its own: the run may go without pytest's logging)."""
+    logger, handler = logging.getLogger("api.accounts"), _Events()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def test_registering_a_taken_email_answers_as_for_a_new_one_and_changes_nothing(
+    client, sessions, account_events, monkeypatch
+):
+    owner_id, _ = account(client, "bob@example.com", "1234567890")
+    owner = make_key(client, login(client, "bob@example.com", "1234567890").json()["access_token"])
+    before = user_row(sessions, "bob@example.com")
+    hashed = []
+    real_hash = PasswordHasher.hash
+
+    def counting_hash(self, password, **kwargs):
+        hashed.append(password)
+        return real_hash(self, password, **kwargs)
+
+    monkeypatch.setattr(PasswordHasher, "hash", counting_hash)
+    new = register(client, "carol@example.com", "another password")
+    taken = register(client, "BOB@example.com", "another password")
+    assert hashed == ["another password"] * 2, "one argon2 hash each: the time does not tell them apart"
+    assert taken.status_code == new.status_code == 202
+    assert taken.json() == {"email": "bob@example.com", "detail": REGISTERED}
+    assert new.json() == {"email": "carol@example.com", "detail": REGISTERED}
+    assert set(taken.headers) == set(new.headers)
+
+    # No second account; the owner's password, tier, token version and keys are as they were.
+    with session_scope(sessions) as session:
+        emails = session.scalars(select(User.email).order_by(User.email)).all()
+    assert emails == ["bob@example.com", "carol@example.com"]
+    after = user_row(sessions, "bob@example.com")
+    assert (after.id, after.password_hash, after.token_version, after.tier, after.created_at) == (
+        before.id,
+        before.password_hash,
+        before.token_version,
+        before.tier,
+        before.created_at,
+    )
+    assert login(client, "bob@example.com", "another password").status_code == 401
     assert login(client, "bob@example.com", "1234567890").status_code == 200
+    assert client.get("/v1/auth/me", headers=auth(owner["key"])).json()["id"] == owner_id
+    # The attempt is on record against the account, for the operator and the owner to see.
+    attempts = [r for r in account_events.records if r.getMessage() == "user.register_existing"]
+    assert [r.__dict__["user_id"] for r in attempts] == [owner_id]
 
 
 def test_wrong_password_and_unknown_email_get_the_same_401_after_one_hash_each(client, monkeypatch):
@@ -303,7 +367,7 @@ def test_login_is_limited_per_email_and_per_ip(client, settings, redis):
 
 def test_registration_is_limited_per_ip(client, sessions, settings):
     for i in range(settings.register_limit_per_ip):
-        assert register(client, f"new{i}@example.com").status_code == 201
+        assert register(client, f"new{i}@example.com").status_code == 202
     assert_limited(register(client, "one.more@example.com"))
     with session_scope(sessions) as session:
         assert session.scalar(select(func.count()).select_from(User)) == settings.register_limit_per_ip
@@ -312,7 +376,7 @@ def test_registration_is_limited_per_ip(client, sessions, settings):
 def test_the_limit_is_shared_by_several_api_processes(client, settings, redis):
     with TestClient(create_app(settings, redis)) as second:
         for i in range(settings.register_limit_per_ip):
-            assert register(client if i % 2 else second, f"p{i}@example.com").status_code == 201
+            assert register(client if i % 2 else second, f"p{i}@example.com").status_code == 202
         assert_limited(register(second, "p.last@example.com"))
         assert_limited(register(client, "p.last@example.com"))
 
@@ -326,7 +390,7 @@ def test_openapi_declares_errors_and_both_auth_schemes(client):
     assert schemes["OAuth2PasswordBearer"]["flows"]["password"]["tokenUrl"] == "/v1/auth/login"
     assert schemes["HTTPBearer"]["scheme"] == "bearer"
     expected = {
-        ("post", "/v1/auth/register"): {"409", "422", "429"},
+        ("post", "/v1/auth/register"): {"422", "429"},
         ("post", "/v1/auth/login"): {"401", "422", "429"},
         ("get", "/v1/auth/me"): {"401"},
         ("post", "/v1/auth/password"): {"401", "403", "422", "429"},

@@ -27,7 +27,7 @@ GATED = ["/dashboard", "/dashboard/", "/dashboard/0/data/queues.json", "/dashboa
 
 def make_admin(client: Any, sessions: sessionmaker[Session], email: str) -> None:
     """A registered user (with a password) turned admin: no API grants the admin flag."""
-    assert register(client, email).status_code == 201
+    assert register(client, email).status_code == 202
     with session_scope(sessions) as session:
         users = UserRepository(session)
         user = users.get_by_email(email)
@@ -140,7 +140,7 @@ def test_a_wrong_password_gets_401_and_no_cookie(client, sessions):
 
 
 def test_a_non_admin_password_gets_403_and_no_cookie(client):
-    assert register(client, "plain@example.com").status_code == 201
+    assert register(client, "plain@example.com").status_code == 202
     response = sign_in(client, "plain@example.com")
     assert_refused(response, 403)
     assert "admin account" in response.text

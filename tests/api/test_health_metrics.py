@@ -146,8 +146,9 @@ def test_health_lists_what_each_worker_transcribes_with(client, worker_ctx, redi
 
 
 def test_database_down(client, settings, redis, stack, tmp_path):
-    if stack == "embedded":  # a SQLite file in a folder that does not exist cannot be opened
-        url = f"sqlite:///{tmp_path / 'missing' / 'verbatim.db'}"
+    if stack == "embedded":  # a SQLite file in a folder that cannot exist (a file is in its place)
+        (tmp_path / "taken").write_text("not a folder")
+        url = f"sqlite:///{tmp_path / 'taken' / 'verbatim.db'}"
     else:
         url = f"postgresql+psycopg2://postgres@127.0.0.1:{closed_port()}/test"
     with app_with(settings, redis, database_url=url) as down:

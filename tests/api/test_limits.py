@@ -4,8 +4,10 @@ import dataclasses
 
 import pytest
 
-from core.enums import JobStatus, Tier
+from core.db import session_scope
+from core.enums import JobStatus, Priority, Tier
 from core.tiers import POLICIES
+from repositories.jobs import JobRepository
 from tests.api.test_submit_errors import job_total, stored_files
 from tests.conftest import auth, create_user, load_job, speech, submit_file
 
@@ -117,6 +119,33 @@ def test_over_the_duration_found_by_decoding_fails_the_job_unbilled(
     assert chunks == []
     assert not (worker_ctx.settings.storage_dir / "jobs" / job_id / "chunks").exists()
     assert client.get("/v1/usage", headers=auth(key)).json()["minutes_used"] == 0
+
+
+def test_audio_whose_length_only_decoding_tells_is_held_to_the_minutes_left(
+    worker_ctx, sessions, client, free_policy, run_worker
+):
+    """A URL job, or a container that states no duration, is checked against the month's minutes
+    once decoding has told its length: 5 s of the month are left, jfk is 11 s."""
+    free_policy(monthly_minutes=1)
+    user_id, key = create_user(sessions, Tier.FREE)
+    with session_scope(sessions) as session:
+        JobRepository(session).create(
+            user_id=user_id,
+            priority=Priority.LOW,
+            status=JobStatus.COMPLETED,
+            filename="earlier.flac",
+            size_bytes=1,
+            source_key="jobs/earlier/source.flac",
+            audio_duration_seconds=55.0,
+        )
+    job_id = submit_file(worker_ctx, user_id, JFK)  # as if the container had stated no duration
+    run_worker()
+    job, _ = load_job(worker_ctx, job_id)
+    assert job.status == JobStatus.FAILED
+    assert job.error == "the audio is 0.2 min long but only 0.1 of this month's audio minutes were left"
+    assert client.get("/v1/usage", headers=auth(key)).json()["minutes_used"] == pytest.approx(
+        55 / 60, abs=0.01
+    )
 
 
 def test_usage_shows_the_months_minutes_and_the_tiers_limits(client, sessions, run_worker):

@@ -2,14 +2,18 @@
 the key. Local storage (a URL the API signs and serves) and S3 (a presigned URL of the bucket, on
 moto's server) run the same flow; the signed-URL checks are local storage's own."""
 
+import base64
+import json
 import re
 from datetime import UTC, datetime, timedelta
 
 import anyio
 import httpx
 import pytest
-from sqlalchemy import select
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
+from api.app import create_app
 from api.routers import uploads
 from core import signing
 from core.db import session_scope
@@ -20,7 +24,9 @@ from repositories.jobs import JobRepository
 from repositories.models import Upload
 from storage.factory import make_storage
 from storage.local import LocalStorage
+from tests.audio_builders import silence, write_wav
 from tests.conftest import auth, create_user, speech
+from tests.s3 import served_bytes
 from tests.storage.test_contract import leftovers
 from worker import maintenance
 
@@ -49,8 +55,11 @@ def ticket(client, key, filename="talk.flac", size=1000, **fields):
 
 
 def put(client, settings, granted, content, headers=None):
-    """PUT to the upload URL: the API itself (local storage) or the S3 server (presigned)."""
+    """Send the file as the ticket says: PUT to the API itself (local storage), or the form POST
+    of S3's presigned upload (the fields, then the file), as any HTTP client would."""
     url, headers = granted["upload_url"], {**granted["headers"], **(headers or {})}
+    if granted["method"] == "POST":
+        return httpx.post(url, data=granted["fields"], files={"file": ("upload", content)})
     if url.startswith(settings.base_url + "/"):
         return client.put(url, content=content, headers=headers)
     return httpx.put(url, content=content, headers=headers)
@@ -75,19 +84,24 @@ def test_upload_then_submit_by_key(client, sessions, settings, backend):
     response = ticket(client, key, "jfk.flac", audio.stat().st_size, content_type="audio/flac")
     assert response.status_code == 201, response.text
     granted = response.json()
-    assert granted["method"] == "PUT"
-    assert granted["headers"] == {"Content-Type": "audio/flac"}
     assert re.fullmatch(rf"uploads/{user_id}/[0-9a-f]{{32}}\.flac", granted["object_key"])
     lifetime = datetime.fromisoformat(granted["expires_at"]) - datetime.now(UTC)
     assert abs(lifetime.total_seconds() - settings.upload_url_seconds) < 5
     if backend == "local":
+        assert granted["method"] == "PUT"
+        assert granted["headers"] == {"Content-Type": "audio/flac"}
+        assert granted["fields"] == {}
         assert granted["upload_url"].startswith(f"{settings.base_url}/v1/uploads/")
-    else:
-        assert granted["upload_url"].startswith(f"{settings.s3_endpoint_url}/{settings.s3_bucket}/uploads/")
+    else:  # S3's presigned POST: the key and type are fields of the signed policy
+        assert granted["method"] == "POST"
+        assert granted["upload_url"].rstrip("/") == f"{settings.s3_endpoint_url}/{settings.s3_bucket}"
+        assert granted["fields"]["key"] == granted["object_key"]
+        assert granted["fields"]["Content-Type"] == "audio/flac"
+        assert {"policy", "x-amz-signature"} <= granted["fields"].keys()
 
-    # No Authorization header: the URL is the credential.
+    # No Authorization header: the URL (and the signed form) is the credential.
     uploaded = put(client, settings, granted, audio.read_bytes())
-    assert uploaded.status_code == 200, uploaded.text
+    assert uploaded.is_success, uploaded.text
     assert stored(settings) == [granted["object_key"]]
     assert make_storage(settings).size(granted["object_key"]) == audio.stat().st_size
 
@@ -247,13 +261,57 @@ def test_a_stream_past_the_size_stops_mid_way_and_leaves_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("backend", ["s3"], indirect=True)
-def test_s3_cannot_bound_a_presigned_put_so_the_job_submit_does(client, sessions, settings, backend):
+def test_s3_form_is_bound_to_the_size_asked_for_and_submit_checks_again(client, sessions, settings, backend):
     _, key = create_user(sessions, Tier.PRO)
     granted = ticket(client, key, "talk.wav", 1000).json()
-    too_big = settings.max_upload_bytes + 1
-    assert put(client, settings, granted, b"x" * too_big).status_code == 200  # S3 takes it
+    policy = json.loads(base64.b64decode(granted["fields"]["policy"]))
+    # S3 refuses a file outside this signed range (tests/storage/test_contract.py checks the signature).
+    assert ["content-length-range", 1, 1000] in policy["conditions"]
+    # moto does not evaluate POST policies, so an oversized object lands anyway, as it would on an
+    # S3-compatible server that ignores them: the submit still refuses it.
+    assert put(client, settings, granted, b"x" * (settings.max_upload_bytes + 1)).is_success
     response = client.post("/v1/jobs", headers=auth(key), json={"object_key": granted["object_key"]})
     assert response.status_code == 413, response.text
+
+
+@pytest.mark.parametrize("backend", ["s3"], indirect=True)
+def test_s3_submit_probes_the_upload_with_ranged_reads(client, sessions, settings, backend, tmp_path):
+    _, key = create_user(sessions, Tier.PRO)
+    write_wav(tmp_path / "long.wav", silence(150))
+    audio = (tmp_path / "long.wav").read_bytes()  # 4.8 MB, under the tests' 5 MB limit
+    granted = ticket(client, key, "long.wav", len(audio), content_type="audio/wav").json()
+    assert put(client, settings, granted, audio).is_success
+    sizes = served_bytes(client.app.state.storage.client)
+
+    job = client.post("/v1/jobs", headers=auth(key), json={"object_key": granted["object_key"]})
+
+    assert job.status_code == 202, job.text
+    assert job.json()["audio_duration_seconds"] == pytest.approx(150, abs=0.1)
+    assert 0 < sum(sizes) <= 1024 * 1024, sizes  # the head of the file, not its 4.8 MB
+
+
+def test_uploads_waiting_unsubmitted_are_bounded_per_user(sessions, settings, redis):
+    bounded = settings.model_copy(update={"max_pending_uploads": 2})
+    _, key = create_user(sessions, Tier.PRO)
+    _, other = create_user(sessions, Tier.PRO)
+    audio = speech("jfk/jfk.flac").read_bytes()
+    with TestClient(create_app(bounded, redis)) as client:
+        first, _ = (ticket(client, key, "a.flac", len(audio)).json() for _ in range(2))
+
+        refused = ticket(client, key, "c.flac", len(audio))
+
+        assert refused.status_code == 429, refused.text
+        assert "at most 2 may wait" in refused.json()["detail"]
+        assert refused.headers["retry-after"]
+        with session_scope(sessions) as session:
+            assert session.scalar(select(func.count()).select_from(Upload)) == 2
+        # Another user's grants are theirs to count.
+        assert ticket(client, other, "d.flac", 10).status_code == 201
+        # A submitted upload no longer waits: a new grant is given.
+        assert put(client, bounded, first, audio).is_success
+        job = client.post("/v1/jobs", headers=auth(key), json={"object_key": first["object_key"]})
+        assert job.status_code == 202, job.text
+        assert ticket(client, key, "e.flac", len(audio)).status_code == 201
 
 
 def test_limits_are_checked_before_a_url_is_given(client, sessions, settings):

@@ -6,6 +6,7 @@ import ipaddress
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -15,6 +16,7 @@ import pytest
 
 from core import netguard
 from core.netguard import UnsafeUrl, check_url, guarded_client, stream_following_redirects
+from tests.fakes.tarpit import tarpit
 
 PUBLIC_IP = "93.184.216.34"  # example.com's, never dialled: the fake network answers for it
 
@@ -351,3 +353,28 @@ def test_allow_private_permits_http_and_private_targets_but_not_other_schemes_or
     ]:
         with pytest.raises(UnsafeUrl, match=re.escape(reason)):
             check_url(url, allow_private=True)
+
+
+# --- deadlines -----------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("mode", ["trickle", "continue"], ids=["trickled-headers", "endless-100-continue"])
+def test_a_deadline_ends_an_answer_that_never_finishes_and_closes_the_connection(mode, network):
+    """Bytes arrive every 0.1 s, well within the 5 s per-read timeout: only the deadline ends it."""
+    with tarpit(mode, interval=0.1) as pit:
+        started = time.monotonic()
+        with (
+            guarded_client(allow_private=True, timeout=5, deadline=started + 1.0) as client,
+            pytest.raises(httpx.TimeoutException),
+        ):
+            client.post(pit.url, content=b"{}")
+        elapsed = time.monotonic() - started
+        deadline = time.monotonic() + 5
+        while not pit.closed() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+        [connection] = pit.closed()
+    assert 1.0 <= elapsed < 3.0, elapsed
+    assert connection.sent >= 5  # the server kept sending until the client hung up
+    assert connection.closed_at is not None and connection.closed_at - started < 3.0

@@ -29,6 +29,7 @@ from sqlalchemy.pool import NullPool
 
 from core.config import Settings
 from scripts.bootstrap import ensure_admin_key
+from scripts.processes import API_COMMAND
 from tests.conftest import POSTGRES_URL, ROOT, alembic_upgrade, auth, require_service
 from tests.e2e.support import free_port, submit, wait_done, wait_until
 
@@ -112,7 +113,7 @@ class Fleet:
     # --- API and workers -------------------------------------------------------------------------
 
     def start_api(self) -> None:
-        args = ["-m", "uvicorn", "--factory", "api.app:create_app", "--port", str(self.api_port)]
+        args = [*API_COMMAND, "--port", str(self.api_port)]
         self.api = self._spawn(args, "api", {})
         wait_until(lambda: _answers(f"{self.url}/health"), 60, "the API")
 

@@ -55,7 +55,7 @@ def admin(service: Service, postgres_database: str) -> tuple[str, str]:
     """An admin who signs in with a password: registered like anyone, then made an admin by the
     operator's script (no API grants the flag)."""
     response = httpx.post(f"{service.url}/v1/auth/register", json={"email": EMAIL, "password": PASSWORD})
-    assert response.status_code == 201, response.text
+    assert response.status_code == 202, response.text
     made = subprocess.run(
         [sys.executable, "-m", "scripts.make_admin", EMAIL],
         cwd=ROOT,

@@ -1,10 +1,16 @@
-"""The worker pool of the launchers: keeps its count, and does not restart a failing worker in a
-tight loop."""
+"""The launchers' processes: the worker pool keeps its count and does not restart a failing worker
+in a tight loop; the embedded Redis takes only clients that know its password."""
 
 import os
+import stat
 import time
+from pathlib import Path
 
-from scripts.processes import WorkerPool
+import pytest
+from redis import Redis
+from redis.exceptions import AuthenticationError, ResponseError
+
+from scripts.processes import WorkerPool, start_redis, terminate
 
 
 def test_the_pool_keeps_its_count_and_pauses_when_workers_die_at_start() -> None:
@@ -33,3 +39,22 @@ def test_stop_ends_every_worker() -> None:
     pool.fill()
     pool.stop(grace=5)
     assert all(p.returncode is not None for p in pool.processes)
+
+
+def test_the_embedded_redis_refuses_a_client_without_its_password(tmp_path: Path) -> None:
+    server, url = start_redis(tmp_path)  # as scripts/stack.py starts it
+    try:
+        with Redis.from_url(url) as trusted:
+            assert trusted.ping()
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        with (
+            Redis(host="127.0.0.1", port=port) as stranger,
+            pytest.raises((AuthenticationError, ResponseError)),
+        ):
+            stranger.set("rq:job:x", "import os")
+        # The password is not on the command line, where `ps` would show it to every account.
+        password = url.split("://:", 1)[1].split("@", 1)[0]
+        assert password not in " ".join(str(arg) for arg in server.args)
+    finally:
+        terminate([server], grace=10)
+    assert stat.S_IMODE((tmp_path / "redis").stat().st_mode) == 0o700

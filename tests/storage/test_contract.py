@@ -4,6 +4,11 @@ The S3 run talks to a real S3-compatible server on loopback (moto's standalone s
 bucket of its own per test.
 """
 
+import base64
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -11,12 +16,16 @@ import pytest
 from botocore.exceptions import ClientError
 
 from core.config import Settings
+from core.media import probe
+from core.signing import Purpose, UrlSigner
 from storage.base import InvalidKey, Storage
 from storage.local import LocalStorage
-from storage.s3 import PART_SIZE, S3Storage
+from storage.s3 import PART_SIZE, RANGE_BLOCK, S3Storage
 from tests import s3 as s3_server
+from tests.audio_builders import silence, write_wav
 
 MIB = 1024 * 1024
+BASE_URL = "http://api.test"
 
 
 def s3_storage(endpoint: str, bucket: str, tmp_path: Path, region: str = "us-east-1") -> S3Storage:
@@ -36,8 +45,12 @@ def s3_storage(endpoint: str, bucket: str, tmp_path: Path, region: str = "us-eas
 @pytest.fixture(params=["local", "s3"])
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
     if request.param == "local":
-        return LocalStorage(tmp_path / "objects")
+        return LocalStorage(tmp_path / "objects", local_signer(tmp_path), BASE_URL)
     return s3_storage(request.getfixturevalue("s3_endpoint"), request.getfixturevalue("s3_bucket"), tmp_path)
+
+
+def local_signer(tmp_path: Path) -> UrlSigner:
+    return UrlSigner(Settings(environment="test", data_dir=tmp_path, jwt_secret="s" * 48))
 
 
 def leftovers(storage: Storage) -> list[str]:
@@ -125,6 +138,27 @@ def test_delete_and_delete_prefix(storage):
     assert leftovers(storage) == []
 
 
+def test_list_folders_in_key_order_from_a_cursor(storage):
+    for key in ("jobs/b/source.wav", "jobs/a/chunks/00000.flac", "jobs/a-2/source.wav", "jobs/c/x/y"):
+        storage.put_bytes(key, b"1")
+    storage.put_bytes("jobs/loose.wav", b"1")  # an object, not a folder
+    storage.put_bytes("uploads/u/z.wav", b"1")
+    # `a-2/` sorts before `a/` as keys do ('-' before '/').
+    assert storage.list_folders("jobs") == ["a-2", "a", "b", "c"]
+    assert storage.list_folders("jobs", after="a-2") == ["a", "b", "c"]
+    assert storage.list_folders("jobs", after="a", limit=1) == ["b"]
+    assert storage.list_folders("jobs", after="c") == []
+    assert storage.list_folders("jobs/a") == ["chunks"]
+    assert storage.list_folders("nothing") == []
+
+
+def test_list_folders_past_one_page(storage):
+    for i in range(1005):  # more than one ListObjects page
+        storage.put_bytes(f"jobs/{i:05d}/source.wav", b"")
+    assert storage.list_folders("jobs", limit=2000) == [f"{i:05d}" for i in range(1005)]
+    assert storage.list_folders("jobs", after="00999", limit=3) == ["01000", "01001", "01002"]
+
+
 def test_delete_prefix_of_many_objects(storage):
     for i in range(1005):  # more than one DeleteObjects batch
         storage.put_bytes(f"jobs/many/chunks/{i:05d}.wav", b"")
@@ -171,15 +205,6 @@ def test_s3_bucket_is_created_once_in_its_region(s3_endpoint, s3_bucket, tmp_pat
     assert location == "eu-west-1"
 
 
-def test_s3_presigned_urls(s3_endpoint, s3_bucket, tmp_path):
-    storage = s3_storage(s3_endpoint, s3_bucket, tmp_path)
-    put = httpx.put(storage.presign_put("jobs/p/source.wav", expires=60), content=b"uploaded")
-    assert put.status_code == 200, put.text
-    assert b"".join(storage.iter_bytes("jobs/p/source.wav")) == b"uploaded"
-    get = httpx.get(storage.presign_get("jobs/p/source.wav", expires=60))
-    assert get.status_code == 200 and get.content == b"uploaded"
-
-
 def test_size_and_move(storage):
     storage.put_bytes("uploads/u1/abc.wav", b"x" * 1234)
     assert storage.size("uploads/u1/abc.wav") == 1234
@@ -200,3 +225,108 @@ def test_size_and_move_of_a_missing_object(storage):
     with pytest.raises(FileNotFoundError):
         storage.move("uploads/u1/none.wav", "jobs/j1/source.wav")
     assert leftovers(storage) == []
+
+
+# --- presigned uploads and downloads ---------------------------------------------------------------
+
+
+def send(form, content: bytes) -> httpx.Response:
+    """What a client does with an upload form: PUT the body, or POST the fields and then the file."""
+    if form.method == "POST":
+        return httpx.post(form.url, data=form.fields, files={"file": ("upload", content)})
+    return httpx.put(form.url, content=content, headers=form.headers)
+
+
+def test_presigned_upload_form(storage, tmp_path):
+    form = storage.presign_upload("uploads/u/a.wav", 1000, 600, "audio/wav")
+    assert abs((form.expires_at - datetime.now(UTC)).total_seconds() - 600) < 5
+    if isinstance(storage, LocalStorage):
+        # The API's route takes the body (tests/api/test_uploads.py); the token carries key and bound.
+        assert form.method == "PUT" and form.headers == {"Content-Type": "audio/wav"}
+        assert form.url.startswith(f"{BASE_URL}/v1/uploads/")
+        claims = local_signer(tmp_path).verify(Purpose.UPLOAD, form.url.rsplit("/", 1)[1])
+        assert claims == {"k": "uploads/u/a.wav", "n": 1000}
+        return
+    assert form.method == "POST"
+    assert send(form, b"x" * 1000).is_success
+    assert b"".join(storage.iter_bytes("uploads/u/a.wav")) == b"x" * 1000
+    head = storage.client.head_object(Bucket=storage.bucket, Key="uploads/u/a.wav")
+    assert head["ContentType"] == "audio/wav"
+
+
+def test_s3_upload_form_carries_a_signed_size_bound(s3_endpoint, s3_bucket, tmp_path):
+    """S3 refuses a POST whose file is outside the signed policy's `content-length-range`
+    (`EntityTooLarge`), a bound a presigned PUT cannot carry. moto (5.2) accepts POSTs without
+    evaluating the policy, so what is checked here is the signed policy S3 would enforce."""
+    storage = s3_storage(s3_endpoint, s3_bucket, tmp_path)
+    form = storage.presign_upload("uploads/u/a.wav", 1000, 600, "audio/wav")
+    policy = json.loads(base64.b64decode(form.fields["policy"]))
+    conditions = policy["conditions"]
+    assert ["content-length-range", 1, 1000] in conditions
+    assert {"key": "uploads/u/a.wav"} in conditions and {"bucket": s3_bucket} in conditions
+    assert {"Content-Type": "audio/wav"} in conditions
+    expiration = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00"))
+    assert abs((expiration - form.expires_at).total_seconds()) < 5
+    # Signed with the credentials' key: altering the bound would break the signature.
+    secret = s3_server.CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
+    assert form.fields["x-amz-signature"] == _sigv4(
+        secret, form.fields["x-amz-credential"], form.fields["policy"]
+    )
+
+
+def _sigv4(secret: str, credential: str, policy: str) -> str:
+    _, date, region, service, terminator = credential.split("/")
+    key = ("AWS4" + secret).encode()
+    for part in (date, region, service, terminator):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return hmac.new(key, policy.encode(), hashlib.sha256).hexdigest()
+
+
+def test_presigned_download(storage, tmp_path):
+    storage.put_bytes("jobs/p/transcript.txt", b"hello")
+    url = storage.presign_download("jobs/p/transcript.txt", 60, download_as="p.txt", media_type="text/plain")
+    if isinstance(storage, LocalStorage):  # served by the API's route (tests/api/test_downloads.py)
+        assert url.startswith(f"{BASE_URL}/v1/downloads/")
+        claims = local_signer(tmp_path).verify(Purpose.DOWNLOAD, url.rsplit("/", 1)[1])
+        assert claims == {"k": "jobs/p/transcript.txt", "name": "p.txt", "type": "text/plain"}
+        return
+    got = httpx.get(url)
+    assert got.status_code == 200 and got.content == b"hello"
+    assert got.headers["content-disposition"] == 'attachment; filename="p.txt"'
+    assert got.headers["content-type"].startswith("text/plain")
+
+
+# --- seekable reads ----------------------------------------------------------------------------------
+
+
+def test_seekable_reads(storage):
+    data = bytes(range(256)) * 4096  # 1 MiB
+    storage.put_bytes("jobs/s/source.wav", data)
+    with storage.open_seekable("jobs/s/source.wav") as f:
+        assert f.seekable()
+        assert f.seek(0, 2) == len(data)
+        f.seek(1000)
+        assert f.read(10) == data[1000:1010]
+        f.seek(-5, 2)
+        assert f.read() == data[-5:]
+        assert f.read(10) == b""
+    with pytest.raises(FileNotFoundError), storage.open_seekable("jobs/s/none.wav"):
+        pass
+
+
+def test_s3_probe_reads_only_the_head_of_an_object(s3_endpoint, s3_bucket, tmp_path):
+    storage = s3_storage(s3_endpoint, s3_bucket, tmp_path)
+    source = tmp_path / "long.wav"
+    write_wav(source, silence(300))  # 9.6 MB
+    with storage.writer("uploads/u/long.wav") as out:
+        out.write(source.read_bytes())
+    sizes = s3_server.served_bytes(storage.client)
+
+    with storage.open_seekable("uploads/u/long.wav") as f:
+        info = probe(f)
+
+    assert info.duration_seconds == pytest.approx(300, abs=0.1)
+    assert (info.sample_rate, info.channels, info.codec) == (16000, 1, "pcm_s16le")
+    # A few blocks of ranged reads (FFmpeg's look at the stream), not the 9.6 MB object.
+    assert 0 < sum(sizes) <= 4 * RANGE_BLOCK, sizes
+    assert all(size <= RANGE_BLOCK for size in sizes), sizes

@@ -4,6 +4,7 @@ import contextlib
 import ipaddress
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -20,6 +21,7 @@ from core.tiers import policy_for
 from repositories.jobs import JobRepository
 from storage.keys import source_key
 from tests.conftest import create_user, load_job, speech, word_error_rate
+from tests.fakes.tarpit import Mode, tarpit
 from worker import ingest, tasks
 from worker.context import WorkerContext
 
@@ -255,6 +257,27 @@ def test_an_unreachable_origin_is_a_transient_failure(ctx, user_id, origin):
     job, _ = load_job(ctx, job_id)
     assert job.status == JobStatus.FAILED  # no RQ job around it: this was the last attempt
     assert job.error.startswith(f"could not download http://127.0.0.1:{port}/jfk.flac: the server could not")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mode", ["trickle", "body"], ids=["unfinished-headers", "trickled-body"])
+def test_a_download_that_never_finishes_is_given_up_at_the_deadline(ctx, user_id, mode: Mode):
+    """A byte every 0.1 s keeps every read within its timeout: only the deadline ends the download."""
+    ctx.settings = ctx.settings.model_copy(update={"fetch_timeout_seconds": 1.0})
+    with tarpit(mode, interval=0.1) as pit:
+        url = pit.url.replace("/hook", "/talk.flac")
+        job_id = submit_url(ctx, user_id, url)
+        started = time.monotonic()
+        with pytest.raises(ingest.TransientDownloadError):
+            tasks.prepare(job_id)
+        elapsed = time.monotonic() - started
+        [connection] = pit.connections
+    job, chunks = load_job(ctx, job_id)
+    assert job.status == JobStatus.FAILED  # no RQ job around it: this was the last attempt
+    assert job.error == f"could not download {url}: the download did not finish in time"
+    assert 1.0 <= elapsed < 3.0, elapsed
+    assert connection.sent >= 5  # the server was still sending when the worker gave up
+    assert chunks == [] and not ctx.storage.exists(job.source_key) and stored_files(ctx, job_id) == []
 
 
 def test_without_allow_private_a_loopback_url_is_refused_without_connecting(

@@ -10,10 +10,12 @@ from sqlalchemy import update
 
 from core.db import session_scope
 from core.enums import ChunkStatus, JobStatus, Priority, Tier
+from core.queues import RETENTION_MARKER
 from repositories.chunks import ChunkRepository
 from repositories.models import Job
 from tests.conftest import create_user, load_job, speech, submit_file
 from worker import tasks
+from worker.maintenance import FIRST_RUN_SECONDS
 from worker.reconciler import reconcile
 
 AUDIO = speech("librispeech/2412-153948-0000.flac")  # 11.7 s: three 4-second chunks
@@ -135,3 +137,30 @@ def test_an_early_merge_waits_for_unfinished_chunks(ctx, user_id):
     assert tasks.prepare(job_id) == "prepared"
     assert tasks.merge(job_id) == "waiting"
     assert load_job(ctx, job_id)[0].status == JobStatus.PROCESSING
+
+
+def retention_runs(ctx):
+    """Retention runs Redis holds: scheduled, or queued to run now."""
+    queue = ctx.queues.queues[Priority.NORMAL]
+    held = queue.scheduled_job_registry.get_job_ids() + queue.get_job_ids()
+    return [rq_id for rq_id in held if rq_id.startswith("retention-")]
+
+
+def test_retention_is_scheduled_again_after_redis_lost_it(ctx, redis):
+    assert ctx.queues.schedule_retention(FIRST_RUN_SECONDS)  # what a worker does when it starts
+    redis.flushdb()  # a Redis restarted without persistence: the run and its marker are gone
+    assert retention_runs(ctx) == []
+    reconcile(ctx)
+    assert len(retention_runs(ctx)) == 1
+    assert redis.get(RETENTION_MARKER).decode() == retention_runs(ctx)[0]
+    reconcile(ctx)
+    assert len(retention_runs(ctx)) == 1  # once: the next pass finds it scheduled
+
+
+def test_a_retention_run_waiting_behind_a_backlog_is_not_scheduled_twice(ctx, redis):
+    assert ctx.queues.schedule_retention(FIRST_RUN_SECONDS)
+    run = retention_runs(ctx)
+    redis.expire(RETENTION_MARKER, 5)  # due long ago, still waiting: its marker is about to expire
+    reconcile(ctx)
+    assert redis.ttl(RETENTION_MARKER) > 60
+    assert retention_runs(ctx) == run

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
@@ -369,8 +369,10 @@ def test_a_rotated_secret_signs_the_next_attempt(sessions, receiver, deliveries,
         verify(second, old)
 
 
-def test_two_senders_send_each_event_once(sessions, settings, receiver, user):
-    jobs = [make_job(sessions, user[0], receiver.url) for _ in range(8)]
+def test_two_senders_send_each_event_once(sessions, settings, receiver):
+    # Four users: one user's events go one at a time, so both senders have work at once.
+    users = [create_user(sessions)[0] for _ in range(4)]
+    jobs = [make_job(sessions, users[n % 4], receiver.url) for n in range(8)]
     for job_id in jobs:
         complete(sessions, job_id)
         receiver.delay_next(0.05)  # hold each request, so that both senders are busy at once
@@ -408,6 +410,53 @@ def test_a_sender_whose_lease_ran_out_records_nothing(sessions, user):
         assert WebhookRepository(session).settle(slow, attempt, WebhookStatus.DELIVERED) is False
     [event] = events_of(sessions, job_id)
     assert (event.status, event.attempt_log) == (WebhookStatus.PENDING, [])
+
+
+def claim(sessions, now=None):
+    now = now or utcnow()
+    with session_scope(sessions) as session:
+        return WebhookRepository(session).claim_next(now, now + timedelta(minutes=1))
+
+
+def test_a_user_has_one_event_leased_at_a_time(sessions, user):
+    """A slow endpoint owed many events holds one sender: the next claim goes to another user."""
+    slow = [make_job(sessions, user[0], "http://127.0.0.1:9/slow") for _ in range(3)]
+    for job_id in slow:
+        complete(sessions, job_id)
+    other_user, _ = create_user(sessions)
+    other = make_job(sessions, other_user, "http://127.0.0.1:9/prompt")
+    complete(sessions, other)  # due last: the slow user's three are more overdue
+
+    first, second = claim(sessions), claim(sessions)
+    assert (first.user_id, second.user_id) == (user[0], other_user)
+    assert claim(sessions) is None  # the slow user's other two wait for the first to settle
+
+    attempt = WebhookAttempt(event_id=first.event_id, number=1, started_at=utcnow(), duration_ms=10_000)
+    with session_scope(sessions) as session:
+        assert WebhookRepository(session).settle(first, attempt, WebhookStatus.PENDING, utcnow())
+    third = claim(sessions)
+    assert third.user_id == user[0] and third.event_id != first.event_id
+    assert claim(sessions) is None
+    # A lease that ran out (its sender died) no longer holds the user.
+    assert claim(sessions, utcnow() + timedelta(minutes=2)).user_id == user[0]
+
+
+@pytest.mark.parametrize("stack", [pytest.param("real", marks=pytest.mark.integration)])
+def test_two_senders_claiming_at_once_lease_one_event_per_user(sessions, user):
+    """Neither claim sees the other's lease before it commits: the user's row is the lock."""
+    for _ in range(2):
+        complete(sessions, make_job(sessions, user[0], "http://127.0.0.1:9/slow"))
+    other_user, _ = create_user(sessions)
+    complete(sessions, make_job(sessions, other_user, "http://127.0.0.1:9/prompt"))
+    now = utcnow()
+    with sessions() as first, sessions() as second:
+        second.execute(text("SET LOCAL lock_timeout = '2s'"))  # a claim that waits fails instead
+        taken = WebhookRepository(first).claim_next(now, now + timedelta(minutes=1))
+        meanwhile = WebhookRepository(second).claim_next(now, now + timedelta(minutes=1))
+        first.commit()
+        second.commit()
+    assert (taken.user_id, meanwhile.user_id) == (user[0], other_user)
+    assert claim(sessions) is None
 
 
 def test_deleting_the_job_deletes_its_events(sessions, receiver, deliveries, user):
