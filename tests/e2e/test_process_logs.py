@@ -1,5 +1,6 @@
 """What the running processes print: `./scripts/run` (the launcher, the embedded Redis, the API
-under uvicorn) is started for real, used with every kind of credential, and its whole output read.
+under uvicorn, a worker) is started for real, used with every kind of credential while a job runs
+through it, and its whole output read.
 
 Whoever can read the logs must not be able to fetch a transcript or act as a user: no signed URL
 token, API key, password, access token or Redis password may appear, while the request lines and
@@ -21,7 +22,8 @@ from core.signing import Purpose, UrlSigner
 from storage.keys import transcript_key
 from storage.local import LocalStorage
 from tests.api.auth_helpers import PASSWORD
-from tests.e2e.support import BOOTSTRAP_KEY, Service, start_service, stop
+from tests.conftest import speech
+from tests.e2e.support import BOOTSTRAP_KEY, Service, start_service, stop, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -30,8 +32,8 @@ TRANSCRIPT = b"the transcript nobody else may read\n"
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """The launcher with no worker: migrations, Redis, the API; stopped before the output is read."""
-    service = start_service(tmp_path_factory.mktemp("logs"), workers=0, VERBATIM_LOG_JSON="true")
+    """The launcher with a worker: migrations, Redis, the API; stopped before the output is read."""
+    service = start_service(tmp_path_factory.mktemp("logs"), workers=1, VERBATIM_LOG_JSON="true")
     yield service
     stop(service)
 
@@ -67,7 +69,18 @@ def use_every_credential(service: Service) -> list[str]:
         query = {"api_key": BOOTSTRAP_KEY, "password": PASSWORD, "access_token": access_token}
         assert anonymous.get("/v1/jobs", params=query).status_code == 401
         assert admin.get("/v1/jobs", headers={"Authorization": f"Bearer {access_token}"}).status_code == 200
-    return [BOOTSTRAP_KEY, PASSWORD, access_token, upload_url.rsplit("/", 1)[1], token]
+        # A job through the whole pipeline, its transcript fetched by the download URL it gives.
+        with speech("jfk/jfk.flac").open("rb") as audio:
+            submitted = admin.post("/v1/jobs", files={"file": ("jfk.flac", audio, "audio/flac")})
+        assert submitted.status_code == 202, submitted.text
+        job = submitted.json()["id"]
+        wait_until(lambda: admin.get(f"/v1/jobs/{job}").json()["status"] == "completed", 120, "the job")
+        redirect = admin.get(f"/v1/jobs/{job}/download", params={"format": "txt"})
+        assert redirect.status_code == 307, redirect.text
+        transcript = anonymous.get(redirect.headers["location"])
+        assert transcript.status_code == 200 and "country" in transcript.text
+    job_token = redirect.headers["location"].rsplit("/", 1)[1]
+    return [BOOTSTRAP_KEY, PASSWORD, access_token, upload_url.rsplit("/", 1)[1], token, job_token]
 
 
 def redis_password(service: Service) -> str:
@@ -116,3 +129,9 @@ def test_the_api_logs_its_own_events_with_their_fields(output: tuple[str, list[s
     assert granted and granted[0]["key"].startswith("uploads/") and granted[0]["size"] == 4
     assert any(line["event"] == "upload.received" for line in lines)
     assert any(line["logger"] == "uvicorn.error" for line in lines)  # uvicorn's own lines, as JSON
+
+
+def test_the_worker_logs_the_job_it_ran(output: tuple[str, list[str]]) -> None:
+    """The worker's lines are in the output read for credentials, so they are checked too."""
+    completed = [line for line in json_lines(output[0]) if line["event"] == "job.completed"]
+    assert completed and completed[0]["worker"].startswith("verbatim-")
