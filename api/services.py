@@ -333,6 +333,5 @@ def job_stats(session: Session, user_id: str | None) -> Stats:
 
 
 def purge_old_jobs(session: Session, older_than_days: int) -> list[str]:
-    """Delete finished jobs older than the cutoff; the caller removes their files after commit."""
-    cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
-    return JobRepository(session).delete_older_than(cutoff)
+    """Delete finished jobs older than `older_than_days`; the caller removes their files after commit."""
+    return JobRepository(session).delete_older_than(older_than_days)

@@ -1,6 +1,6 @@
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, case, delete, func, literal, or_, select, text, update
@@ -281,11 +281,12 @@ class JobRepository(Repository[Job]):
         stmt = select(Job.id).where(Job.id.in_(job_ids))
         return set(self.session.execute(stmt).scalars()) if job_ids else set()
 
-    def delete_older_than(self, cutoff: datetime) -> list[str]:
-        """Delete finished jobs created before `cutoff` (chunks go by cascade); returns their ids.
+    def delete_older_than(self, days: int) -> list[str]:
+        """Delete finished jobs created more than `days` ago (chunks go by cascade); returns their ids.
 
         One statement that checks the status of each row it deletes: a job retried meanwhile is
         active again and stays."""
+        cutoff = utcnow() - timedelta(days=days)
         result = self.session.execute(
             delete(Job)
             .where(Job.created_at < cutoff, Job.status.not_in(ACTIVE))

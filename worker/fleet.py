@@ -63,10 +63,11 @@ class FleetDuties(threading.Thread):
         self.join(timeout=5)
         try:
             self._scheduler.release_locks()
+            # A duty that ran while RQ tore down may have registered the worker again: its hash
+            # goes too, or the next loop of this process could not register the same name.
             self._ctx.queues.redis.delete(
-                ALIVE_KEY.format(self._worker.name), ENGINE_KEY.format(self._worker.name)
+                ALIVE_KEY.format(self._worker.name), ENGINE_KEY.format(self._worker.name), self._worker.key
             )
-            # A duty that ran while RQ tore down may have registered the worker again.
             worker_registration.unregister(self._worker)
         except RedisError:
             pass

@@ -13,10 +13,8 @@ import secrets
 import socket
 import sys
 import time
-from contextlib import suppress
 
 from redis import Redis
-from redis.exceptions import RedisError
 from rq.serializers import JSONSerializer
 
 from core.config import get_settings
@@ -99,15 +97,6 @@ def serve(context: WorkerContext, args: argparse.Namespace) -> int:
         # not: what it was doing is in SQL, and the reconciler hands anything lost to the fleet.
         log.warning("worker.loop_restarting", worker=name, in_seconds=RESTART_DELAY_SECONDS)
         time.sleep(RESTART_DELAY_SECONDS)
-        _forget_registration(worker)
-
-
-def _forget_registration(worker: BatchingWorker) -> None:
-    """Drop what Redis still holds of the loop that ended, before the next registers the same name:
-    the duties thread may have registered it again while RQ tore down (a Redis restarted empty),
-    and RQ refuses to register a name whose worker looks alive."""
-    with suppress(RedisError):  # Redis still away: the next loop fails and restarts too
-        worker.connection.delete(worker.key)
 
 
 if __name__ == "__main__":

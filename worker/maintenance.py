@@ -39,9 +39,8 @@ def apply_retention() -> int:
 
 
 def purge(ctx: WorkerContext, older_than_days: int) -> int:
-    cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
     with session_scope(ctx.sessions) as session:
-        deleted = JobRepository(session).delete_older_than(cutoff)
+        deleted = JobRepository(session).delete_older_than(older_than_days)
     # Files go after the rows are gone: a crash in between leaves orphan files, never a job
     # whose audio has vanished.
     for job_id in deleted:

@@ -135,10 +135,13 @@ class LocalWhisper:
                 found = _timed_pieces(tokenizers[row], tokens, start or 0.0, durations[row])
                 if found and pieces[row]:
                     found[:1] = _without_repeat(tokenizers[row], pieces[row][-1], found[0])
-                if not _take(pieces[row], found, first=start is None):
-                    continue
-                if durations[row] - _covered(pieces[row]) > TAIL_SECONDS:
-                    going_on.append((row, _covered(pieces[row])))
+                before = _covered(pieces[row])
+                pieces[row].extend(found)
+                reached = _covered(pieces[row])
+                # Go on while a pass reads further (a first pass that found nothing gets one more).
+                moved = reached > before or (start is None and not found)
+                if moved and durations[row] - reached > TAIL_SECONDS:
+                    going_on.append((row, reached))
             if not going_on:
                 break
             rows, starts = [r for r, _ in going_on], [s for _, s in going_on]
@@ -258,16 +261,6 @@ def _covered(pieces: Sequence[_Piece]) -> float:
     return pieces[-1].end if pieces else 0.0
 
 
-def _take(pieces: list[_Piece], found: list[_Piece], *, first: bool) -> bool:
-    """Add a pass's pieces. True when the text now reaches further than before (a first pass that
-    found nothing gets one more try)."""
-    before = _covered(pieces)
-    if not found:
-        return first
-    pieces.extend(found)
-    return _covered(pieces) > before
-
-
 def _without_repeat(tokenizer: Tokenizer, before: _Piece, piece: _Piece) -> list[_Piece]:
     """`piece` less the words it begins with that `before` ends with (at most `REPEAT_WORDS`): a
     piece the model closed early often holds its next words already, and a continuation from its
@@ -284,9 +277,12 @@ def _without_repeat(tokenizer: Tokenizer, before: _Piece, piece: _Piece) -> list
         return [piece]
     tokens = [t for group in word_tokens[repeated:] for t in group]
     text = tokenizer.decode(tokens).strip()
-    if not any(c.isalnum() for c in text):
-        return []
-    return [_Piece(piece.start, piece.end, tokens=tokens, text=text)]
+    return [_Piece(piece.start, piece.end, tokens=tokens, text=text)] if _readable(text) else []
+
+
+def _readable(text: str) -> bool:
+    """Whether text has anything to read: a lone full stop is not kept as a piece."""
+    return any(c.isalnum() for c in text)
 
 
 def _plain(word: str) -> str:
@@ -307,7 +303,7 @@ def _timed_pieces(tokenizer: Tokenizer, tokens: Sequence[int], start: float, dur
     def close(at: float) -> None:
         end = min(max(at, opened), duration)
         words = tokenizer.decode(text).strip()
-        if any(c.isalnum() for c in words):
+        if _readable(words):
             pieces.append(
                 _Piece(start=round(min(opened, end), 3), end=round(end, 3), tokens=list(text), text=words)
             )
