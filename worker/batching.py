@@ -78,13 +78,18 @@ class BatchingWorker(SimpleWorker):
 
     @staticmethod
     def _waiting_chunks(queue: Queue, seen: set[str]) -> list[Job]:
-        waiting = []
+        ids = []
         for job_id in queue.get_job_ids(0, LOOKAHEAD - 1):
-            if job_id in seen:
-                continue
-            seen.add(job_id)
-            job = queue.fetch_job(job_id)
-            if job is not None and job.func_name == TRANSCRIBE_TASK:
+            if job_id not in seen:
+                seen.add(job_id)
+                ids.append(job_id)
+        # One round trip for the whole look-ahead, not one per task (this runs before every batch).
+        jobs = queue.job_class.fetch_many(ids, connection=queue.connection, serializer=queue.serializer)
+        waiting = []
+        for job_id, job in zip(ids, jobs, strict=True):
+            if job is None:
+                queue.remove(job_id)  # as `Queue.fetch_job` does with an id whose task is gone
+            elif job.origin == queue.name and job.func_name == TRANSCRIBE_TASK:
                 waiting.append(job)
         return waiting
 
