@@ -13,7 +13,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY requirements.txt .
 # Only the runtime pins: the "# Checks" section (pytest, ruff, mypy, ...) stays out of the image.
+# torch (for local speaker labels) first, from PyTorch's CPU index: PyPI's build of the same
+# version is the multi-GB CUDA one. A compiler for webrtcvad, which PyPI ships as source only.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 RUN sed '/^# Checks/,$d' requirements.txt > /tmp/runtime.txt \
+    && pip install --index-url https://download.pytorch.org/whl/cpu "$(grep '^torch==' /tmp/runtime.txt)" \
     && pip install -r /tmp/runtime.txt \
     && rm /tmp/runtime.txt
 COPY . .

@@ -18,6 +18,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from api import probes
 from api.dashboard import mount_dashboard
 from api.metrics import metrics_registry
 from api.routers import (
@@ -29,6 +30,7 @@ from api.routers import (
     health,
     jobs,
     metrics,
+    models,
     queues,
     uploads,
     usage,
@@ -64,6 +66,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         app.state.storage = make_storage(settings)
         app.state.tokens = TokenCodec(settings)
         app.state.signer = UrlSigner(settings)
+        app.state.health = probes.health_snapshot(app.state.sessions, app.state.queues, app.state.storage)
         app.state.metrics = metrics_registry(
             app.state.sessions, app.state.queues, app.state.storage, settings
         )
@@ -76,7 +79,15 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         summary="Speech-to-text jobs: upload audio, get a transcript.",
         lifespan=lifespan,
     )
-    for router in (jobs.router, usage.router, queues.router, admin.router, admin_jobs.router, health.router):
+    for router in (
+        jobs.router,
+        models.router,
+        usage.router,
+        queues.router,
+        admin.router,
+        admin_jobs.router,
+        health.router,
+    ):
         app.include_router(router)
     app.include_router(metrics.router)
     app.include_router(webhook_routes.router)

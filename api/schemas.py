@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, StrictI
 
 from api.fields import Text
 from core.enums import Backend, ChunkStatus, JobStatus, Mode, Priority, Tier
+from core.options import Task, Timestamps, TranscriptionOptions
 from repositories.models import Chunk, Job, User, WebhookEvent, WebhookStatus
 from storage.base import UploadForm
 
@@ -31,18 +32,44 @@ class Progress(BaseModel):
     percent: float
 
 
+class OptionsOut(BaseModel):
+    """A job's transcription options, each with its effective value (null: the file's own start or
+    end; no speaker count: found from the audio)."""
+
+    model: str | None = Field(description="the model the job runs with (null: a job older than models)")
+    task: Task
+    prompt: str | None
+    hotwords: str | None
+    timestamps: Timestamps
+    start: float | None = Field(description="seconds into the file the job transcribes from")
+    end: float | None = Field(description="seconds into the file the job transcribes to")
+    speakers: int | None
+    min_speakers: int | None
+    max_speakers: int | None
+
+    @classmethod
+    def of(cls, stored: dict[str, Any] | None) -> "OptionsOut":
+        return cls(**TranscriptionOptions.of(stored).shown())
+
+
 class JobOut(BaseModel):
     id: str
     status: JobStatus
     priority: Priority
     language: str | None = Field(description="the requested language, or the detected one once known")
+    language_probability: float | None = Field(
+        description="how sure the model was of the detected language (0 to 1); null when requested"
+    )
     backend: Backend | None = Field(description="the backend asked for; null: the service's default")
     mode: Mode
+    options: OptionsOut
     filename: str
     audio_url: str | None = Field(description="where the audio is fetched from, for a job submitted by URL")
     webhook_url: str | None
     size_bytes: int = Field(description="0 until the audio of a URL job is fetched")
-    audio_duration_seconds: float | None
+    audio_duration_seconds: float | None = Field(
+        description="seconds of audio the job transcribes and is billed for (of `start`..`end` only)"
+    )
     progress: Progress
     error: str | None
     created_at: datetime
@@ -57,8 +84,10 @@ class JobOut(BaseModel):
             status=job.status,
             priority=job.priority,
             language=job.language or job.detected_language,
+            language_probability=job.language_probability,
             backend=job.backend,
             mode=job.mode,
+            options=OptionsOut.of(job.options),
             filename=job.filename,
             audio_url=job.source_url,
             webhook_url=job.webhook_url,
@@ -78,6 +107,22 @@ class JobOut(BaseModel):
             started_at=job.started_at,
             completed_at=job.completed_at,
         )
+
+
+class ModelOut(BaseModel):
+    """One model jobs may name, in OpenAI's shape, with what it can do."""
+
+    id: str = Field(description="the name to give as `model`")
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "verbatim"
+    multilingual: bool = Field(description="detects languages and translates; false: English only")
+    default: bool = Field(description="the model of a job that names none")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelOut]
 
 
 class JobList(BaseModel):
@@ -200,6 +245,10 @@ class EngineOut(BaseModel):
 
 class HealthOut(BaseModel):
     status: str
+    checked_at: datetime = Field(
+        description="when these figures were read: at most once a second per API process, so they "
+        "may be up to a second old"
+    )
     database: str
     redis: str
     storage: str

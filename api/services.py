@@ -24,6 +24,7 @@ from core.errors import (
 )
 from core.logging import get_logger
 from core.media import EmptyAudioError, MediaInfo, NotAudioError, probe
+from core.options import TranscriptionOptions
 from core.queues import QueueManager
 from core.tiers import TierPolicy, month_start, policy_for
 from repositories.chunks import ChunkRepository
@@ -163,8 +164,20 @@ def accept_stored_audio(
 ) -> Job:
     """Audio already in storage becomes a job, if it decodes and fits the tier's limits."""
     duration = check_audio(storage, upload).duration_seconds  # slow: before the user's lock
-    admit(session, user, reservation_id, duration)
-    return create_job(session, job_id, user, upload, options, duration)
+    seconds = transcribed_seconds(options.transcription, duration)
+    admit(session, user, reservation_id, seconds)
+    return create_job(session, job_id, user, upload, options, seconds)
+
+
+def transcribed_seconds(options: TranscriptionOptions, duration: float | None) -> float | None:
+    """The seconds of the file the job transcribes, which the limits check and the bill counts:
+    the span `start`..`end` asks for, within the file (None while its duration is unknown). A
+    `start` at or past the file's end is refused: there would be nothing to transcribe."""
+    if duration is None:
+        return None
+    if options.start is not None and options.start >= duration:
+        raise Invalid(f"start ({options.start:g} s) is not before the end of the audio ({duration:.1f} s)")
+    return options.span_seconds(duration)
 
 
 def create_job(
@@ -173,7 +186,7 @@ def create_job(
     user: User,
     upload: ReceivedUpload,
     options: JobOptions,
-    duration: float | None,
+    seconds: float | None,
 ) -> Job:
     return JobRepository(session).create(
         id=job_id,
@@ -182,8 +195,9 @@ def create_job(
         content_type=upload.content_type,
         size_bytes=upload.size,
         source_key=upload.key,
-        # The container's figure reserves the minutes until `prepare` records the decoded length.
-        audio_duration_seconds=duration,
+        # The container's figure reserves the minutes until `prepare` records the decoded length
+        # (of the span the job transcribes: what it is billed for).
+        audio_duration_seconds=seconds,
         **_option_columns(options),
     )
 
@@ -218,6 +232,7 @@ def _option_columns(options: JobOptions) -> dict[str, object]:
         "backend": options.backend,
         "mode": options.mode,
         "webhook_url": options.webhook_url,
+        "options": options.transcription.to_json() or None,
     }
 
 

@@ -18,15 +18,18 @@ from starlette.requests import Request
 
 from api.fields import storable
 from core.errors import BadRequest, PayloadTooLarge, UnsupportedMedia
+from core.options import MAX_PROMPT_CHARS
 from storage.base import ObjectWriter, Storage
 
 FILE_FIELD = "file"
-MAX_FIELD_BYTES = 1024
+# The longest option (`prompt`) in UTF-8 at its widest, 4 bytes a character: a value within the
+# option's bound always arrives, to be checked (422) as its JSON twin is.
+MAX_FIELD_BYTES = 4 * MAX_PROMPT_CHARS
 # The form's parts besides the file are a handful of short options: whatever else is sent is
 # bounded as it arrives, not after it is all read (a stream of small fields is not an upload).
 # (python-multipart bounds each part's headers: 8 lines of 4 KiB at most.)
 MAX_FIELDS = 16
-MAX_FIELDS_BYTES = 8 * 1024
+MAX_FIELDS_BYTES = 16 * 1024
 # What a body may carry beyond the file: fields, part headers, boundaries.
 FORM_OVERHEAD_BYTES = 128 * 1024
 # The width of `jobs.content_type` (RFC 6838 allows 127 characters each for a type and a subtype).

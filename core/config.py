@@ -19,6 +19,8 @@ MIN_JWT_SECRET_LENGTH = 32
 # Longest a finished job may be kept (a century), by the worker's retention and the admin's purge.
 # Unbounded, the cutoff `now - days` could pass year 1, where Python's datetime ends.
 MAX_RETENTION_DAYS = 36_500
+# What the bundled model (`whisper_model`) is called when `models` lists none.
+DEFAULT_MODEL_NAME = "tiny.en"
 
 
 def _bundled_model_path() -> str:
@@ -84,6 +86,14 @@ class Settings(BaseSettings):
     # Word timings (with per-word probability) in json, and segments cut at sentences: about an
     # eighth more model time on the CPU.
     whisper_word_timestamps: bool = False
+    # The models jobs may name (`model`), as `name=model,name=model`: a model is a faster-whisper
+    # model name or a folder holding one (`scripts/models` assembles the multilingual `base`).
+    # Empty: one model, `DEFAULT_MODEL_NAME`, which is `whisper_model` (the bundled tiny.en).
+    models: str = ""
+    # The model of a job that names none: the first of `models` unless set.
+    default_model: str | None = None
+    # Models a worker keeps loaded at once; loading another evicts the least recently used.
+    resident_models: int = Field(default=2, ge=1)
 
     # The address clients reach the API at, for links it hands out (signed upload and download
     # URLs of local storage, webhook payloads). Default: http://{host}:{port}.
@@ -151,6 +161,24 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ValueError(f"FORWARDED_ALLOW_IPS: {exc}") from None
 
+    @field_validator("models")
+    @classmethod
+    def _models_listed(cls, value: str) -> str:
+        for entry in (e.strip() for e in value.split(",") if e.strip()):
+            name, equals, model = entry.partition("=")
+            if not equals or not name.strip() or not model.strip():
+                raise ValueError(f"VERBATIM_MODELS: '{entry}' is not name=model")
+        return value
+
+    @model_validator(mode="after")
+    def _default_model_listed(self) -> "Settings":
+        if self.default_model is not None and self.default_model not in self.model_table:
+            raise ValueError(
+                f"VERBATIM_DEFAULT_MODEL '{self.default_model}' is not in VERBATIM_MODELS "
+                f"({', '.join(self.model_table)})"
+            )
+        return self
+
     @model_validator(mode="after")
     def _default_database(self) -> "Settings":
         if not self.database_url:
@@ -196,6 +224,17 @@ class Settings(BaseSettings):
         if backend == Backend.ASSEMBLYAI:
             return self.assemblyai_chunk_minutes * 60
         return self.chunk_seconds
+
+    @property
+    def model_table(self) -> dict[str, str]:
+        """The models jobs may name: name → faster-whisper model name or folder, in listed order."""
+        listed = [entry.partition("=") for entry in self.models.split(",") if entry.strip()]
+        table = {name.strip(): model.strip() for name, _, model in listed}
+        return table or {DEFAULT_MODEL_NAME: self.whisper_model}
+
+    @property
+    def default_model_name(self) -> str:
+        return self.default_model or next(iter(self.model_table))
 
     @property
     def base_url(self) -> str:

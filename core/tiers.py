@@ -1,10 +1,11 @@
 """The tier policy table: what each paid tier may use, and how soon its work runs."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from core.enums import Backend, Priority, Tier
-from core.errors import Forbidden
+from core.errors import Forbidden, Invalid
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,9 @@ class TierPolicy:
     monthly_minutes: int
     # Backends a job of this tier may ask for by name (the fleet default is always allowed).
     backends: tuple[Backend, ...] = (Backend.LOCAL,)
+    # Models (names of `Settings.models`) a job of this tier may ask for besides the fleet's
+    # default, which is always allowed; None: every model the fleet offers.
+    models: tuple[str, ...] | None = None
 
     @property
     def default_priority(self) -> Priority:
@@ -39,6 +43,7 @@ POLICIES: dict[Tier, TierPolicy] = {
         max_duration_minutes=30,
         max_active_jobs=2,
         monthly_minutes=120,
+        models=(),  # the fleet's default model only
     ),
     Tier.PRO: TierPolicy(
         max_priority=Priority.NORMAL,
@@ -81,4 +86,25 @@ def resolve_backend(tier: Tier, requested: Backend | None) -> Backend | None:
     if requested not in allowed:
         names = ", ".join(b.value for b in allowed)
         raise Forbidden(f"the {tier.value} tier may choose the backend {names}; not '{requested.value}'")
+    return requested
+
+
+def allowed_models(tier: Tier, offered: Iterable[str], default: str) -> list[str]:
+    """The models of the fleet's allow-list (`offered`, in its order) that `tier` may use."""
+    extra = policy_for(tier).models
+    return [name for name in offered if name == default or extra is None or name in extra]
+
+
+def resolve_model(tier: Tier, requested: str | None, offered: Iterable[str], default: str) -> str:
+    """The model a job runs with: the fleet's default, or the one asked for if the fleet offers it
+    (422 naming those the tier may use) and the tier allows it (403)."""
+    if requested is None:
+        return default
+    offered = list(offered)
+    allowed = allowed_models(tier, offered, default)
+    if requested not in offered:
+        raise Invalid(f"unknown model '{requested}': use {', '.join(allowed)}")
+    if requested not in allowed:
+        names = ", ".join(allowed)
+        raise Forbidden(f"the {tier.value} tier may use the model {names}; not '{requested}'")
     return requested

@@ -79,8 +79,10 @@ class ChunkRepository(Repository[Chunk]):
         segments: list[dict[str, Any]],
         language: str | None,
         seconds: float,
+        voices: list[list[Any]] | None = None,
     ) -> bool:
         """Store a chunk's result unless one is already stored. True if this call stored it.
+        `voices`: a dialogue chunk's voice prints (`Chunk.voices`).
 
         The status check is in the UPDATE itself, so of two concurrent runs of the same chunk exactly
         one wins (the loser's UPDATE waits on the row lock, then matches nothing).
@@ -98,6 +100,7 @@ class ChunkRepository(Repository[Chunk]):
                 segments=segments,
                 language=language,
                 transcribe_seconds=seconds,
+                voices=voices,
                 completed_at=utcnow(),
                 error=None,
             )

@@ -206,6 +206,15 @@ class JobRepository(Repository[Job]):
         )
         return bool(getattr(result, "rowcount", 0) == 1)
 
+    def record_detected_language(self, job_id: str, language: str, probability: float) -> None:
+        """The language found in a job's first speech: every chunk of the job is transcribed in it."""
+        self.session.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(detected_language=language, language_probability=probability)
+            .execution_options(synchronize_session=False)
+        )
+
     def record_download(self, job_id: str, size: int) -> None:
         """The size of a URL job's audio, known once `prepare` has downloaded it."""
         self.session.execute(update(Job).where(Job.id == job_id).values(size_bytes=size))

@@ -135,6 +135,10 @@ class Job(Base):
     priority: Mapped[Priority] = mapped_column(_enum(Priority))
     language: Mapped[str | None] = mapped_column(String(16))
     detected_language: Mapped[str | None] = mapped_column(String(16))
+    # How sure the model was of `detected_language` (0 to 1), from the job's first speech.
+    language_probability: Mapped[float | None] = mapped_column(Float)
+    # The transcription options that differ from the defaults (`core.options.TranscriptionOptions`).
+    options: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     filename: Mapped[str] = mapped_column(String(255))
     content_type: Mapped[str | None] = mapped_column(String(255))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
@@ -183,6 +187,9 @@ class Chunk(Base):
     # The provider's id for this chunk's transcript (AssemblyAI): a retry polls it again instead
     # of uploading and paying for the chunk a second time.
     provider_transcript_id: Mapped[str | None] = mapped_column(String(100))
+    # Dialogue mode: voice prints of the chunk's speech, [[start, end, [floats...]], ...] on the
+    # job's timeline, clustered across the whole job at the merge (`worker.speakers`).
+    voices: Mapped[list[list[Any]] | None] = mapped_column(JSON)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 

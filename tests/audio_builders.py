@@ -4,6 +4,8 @@ Everything is 16 kHz mono int16 (what `worker.audio.decode_pcm` yields) and dete
 comes from a seeded generator, so a test hears the same file on every run.
 """
 
+import hashlib
+import subprocess
 import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +24,16 @@ _LEVEL_STEP = SAMPLE_RATE // 100  # 10 ms: the resolution of `trim`
 def load(path: Path) -> Pcm:
     """A shared recording as one array of 16 kHz mono int16 samples."""
     return np.concatenate(list(decode_pcm(path)))
+
+
+def spoken(text: str, voice: str, folder: Path, words_per_minute: int = 175) -> Pcm:
+    """`text` read by espeak-ng's `voice` (a language: "de", "es"), as 16 kHz mono int16: speech in
+    the languages the shared (English) recordings lack. espeak-ng writes 22.05 kHz; PyAV resamples."""
+    name = hashlib.sha256(f"{voice}:{words_per_minute}:{text}".encode()).hexdigest()[:12]
+    path = folder / f"spoken-{name}.wav"
+    command = ["espeak-ng", "-v", voice, "-s", str(words_per_minute), "-w", str(path), text]
+    subprocess.run(command, check=True, capture_output=True)
+    return load(path)
 
 
 def seconds(pcm: Pcm) -> float:

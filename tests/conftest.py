@@ -240,6 +240,20 @@ def shared_whisper(settings: Settings) -> Transcriber:
     return _model
 
 
+@pytest.fixture(scope="session")
+def multilingual_model() -> Path:
+    """The folder of the multilingual Whisper `base` that `./scripts/models` installs (and
+    `./scripts/test` runs first): its tests skip without it locally, and fail in CI."""
+    from scripts.models import DEFAULT_FOLDER
+
+    if not (DEFAULT_FOLDER / "model.bin").is_file():
+        message = f"no multilingual model in {DEFAULT_FOLDER}: run ./scripts/models"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return DEFAULT_FOLDER
+
+
 @pytest.fixture
 def worker_ctx(
     settings: Settings, redis: Redis, sessions: sessionmaker[Session]

@@ -218,5 +218,9 @@ def read_audio(path: Path) -> npt.NDArray[np.float32]:
     """A chunk written by `prepare` (FLAC or WAV, 16 kHz mono s16) as the model's float32 input."""
     with av.open(str(path)) as container:
         pcm = [frame.to_ndarray().reshape(-1) for frame in container.decode(audio=0)]
-    samples = np.concatenate(pcm) if pcm else np.zeros(0, dtype=np.int16)
-    return samples.astype(np.float32) / 32768.0
+    return model_input(np.concatenate(pcm) if pcm else np.zeros(0, dtype=np.int16))
+
+
+def model_input(pcm: Pcm) -> npt.NDArray[np.float32]:
+    """16 kHz mono int16 samples as the float32 (-1 to 1) a model takes."""
+    return pcm.astype(np.float32) / 32768.0

@@ -2,6 +2,10 @@
 
 RQ imports task functions by name, so they cannot take these as arguments; the worker's entry point
 (or a test) installs one `WorkerContext` per process before any task runs.
+
+Transcribers are built on first use and kept: a hosted backend's for the life of the process, the
+local models by name from the fleet's allow-list (`Settings.model_table`), at most
+`settings.resident_models` of them at once (`worker.models.ResidentModels`).
 """
 
 from collections.abc import Callable
@@ -20,6 +24,7 @@ from storage.base import Storage
 from storage.factory import make_storage
 from worker.backends.base import BatchTranscriber, PermanentTranscriptionError, Transcriber
 from worker.backends.devices import EnginePlan, cuda_device_count, plan_engine
+from worker.models import ResidentModels
 
 NO_ASSEMBLYAI_KEY = "this service has no AssemblyAI API key (VERBATIM_ASSEMBLYAI_API_KEY)"
 
@@ -30,21 +35,43 @@ class WorkerContext:
     sessions: sessionmaker[Session]
     storage: Storage
     queues: QueueManager
-    # Builds the fleet default's transcriber (`settings.transcription_backend`).
+    # Builds the fleet default's transcriber (`settings.transcription_backend`; for the local
+    # backend, the default model `settings.default_model_name`).
     transcriber_factory: Callable[[], Transcriber]
-    _transcriber: Transcriber | None = None
-    # Transcribers of the other backends, built when a job first names one.
+    # Transcribers of hosted backends, built when a job first names one.
     _others: dict[Backend, Transcriber] = field(default_factory=dict)
     # What a batch run by the worker loop left for its chunk tasks: (job id, index) → outcome
     # (`worker.transcription.Outcome`). Each task takes its own.
     batch_outcomes: dict[tuple[str, int], Any] = field(default_factory=dict)
+    # The local models loaded in this process, by name.
+    models: ResidentModels[Transcriber] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.models = ResidentModels(self.settings.resident_models)
 
     @property
     def transcriber(self) -> Transcriber:
         """The fleet default's: built on first use, then reused for every chunk it transcribes."""
-        if self._transcriber is None:
-            self._transcriber = self.transcriber_factory()
-        return self._transcriber
+        return self.transcriber_for(self.default_backend)
+
+    @property
+    def _transcriber(self) -> Transcriber | None:
+        """The fleet default's transcriber if it is built. Tests and benchmarks install a stand-in
+        here; None has `transcriber_factory` build it again on next use."""
+        if self.default_backend == Backend.LOCAL:
+            return self.models.peek(self.settings.default_model_name)
+        return self._others.get(self.default_backend)
+
+    @_transcriber.setter
+    def _transcriber(self, transcriber: Transcriber | None) -> None:
+        if self.default_backend == Backend.LOCAL:
+            self.models.drop(self.settings.default_model_name)
+            if transcriber is not None:
+                self.models.put(self.settings.default_model_name, transcriber)
+        else:
+            self._others.pop(self.default_backend, None)
+            if transcriber is not None:
+                self._others[self.default_backend] = transcriber
 
     @property
     def default_backend(self) -> Backend:
@@ -64,20 +91,41 @@ class WorkerContext:
         info: dict[str, object] = {"backend": self.default_backend.value, "batch_size": self.batch_size()}
         plan = getattr(self.transcriber, "plan", None)
         if isinstance(plan, EnginePlan):
-            info |= {"model": Path(self.settings.whisper_model).name or self.settings.whisper_model}
+            model = self.settings.model_table[self.settings.default_model_name]
+            info |= {"model": Path(model).name or model}
             info |= plan.describe()
         return info
 
-    def transcriber_for(self, backend: Backend) -> Transcriber:
-        """The transcriber of `backend`, built on first use and kept for the life of the process.
+    def transcriber_for(self, backend: Backend, model: str | None = None) -> Transcriber:
+        """The transcriber of `backend`; for the local backend, of the model named `model` in the
+        allow-list (None: the fleet's default model). Built on first use, then reused.
 
-        `PermanentTranscriptionError` if this service cannot run that backend (no AssemblyAI key).
+        `PermanentTranscriptionError` if this service cannot run it (no AssemblyAI key, a model
+        name the allow-list does not hold).
         """
-        if backend == self.default_backend:
-            return self.transcriber
+        if backend == Backend.LOCAL:
+            return self._local(model or self.settings.default_model_name)
         if backend not in self._others:
-            self._others[backend] = build_transcriber(self.settings, backend)
+            self._others[backend] = self._build_hosted(backend)
         return self._others[backend]
+
+    def _build_hosted(self, backend: Backend) -> Transcriber:
+        if backend == self.default_backend:
+            return self.transcriber_factory()
+        return build_transcriber(self.settings, backend)
+
+    def _local(self, name: str) -> Transcriber:
+        table = self.settings.model_table
+        if name not in table:
+            raise PermanentTranscriptionError(
+                f"unknown model '{name}': this service offers {', '.join(table)}"
+            )
+        return self.models.get(name, lambda: self._load(name))
+
+    def _load(self, name: str) -> Transcriber:
+        if self.default_backend == Backend.LOCAL and name == self.settings.default_model_name:
+            return self.transcriber_factory()
+        return local_whisper_factory(self.settings, name)()
 
 
 _current: WorkerContext | None = None
@@ -94,12 +142,14 @@ def current() -> WorkerContext:
     return _current
 
 
-def local_whisper_factory(settings: Settings) -> Callable[[], Transcriber]:
+def local_whisper_factory(settings: Settings, name: str | None = None) -> Callable[[], Transcriber]:
+    """How to load the allow-list's model `name` (None: the fleet's default model)."""
+
     def build() -> Transcriber:
         from worker.backends.local import LocalWhisper
 
         return LocalWhisper(
-            settings.whisper_model,
+            settings.model_table[name or settings.default_model_name],
             engine_plan(settings),
             beam_size=settings.whisper_beam_size,
             word_timestamps=settings.whisper_word_timestamps,

@@ -4,12 +4,11 @@ Chunks hold stretches of speech in order, with no overlap, so joining is concate
 order: nothing needs de-duplicating, and a word is never doubled at a cut. Times are clamped to
 their chunk so that a backend's slightly-late end time cannot make cues overlap the next chunk.
 
-Speakers (a `dialogue` job): segments and words keep the label their chunk's backend gave them, and
-consecutive segments of one speaker form an utterance (a turn). Chunks are transcribed
-independently, and a provider names speakers per request in order of appearance, so "A" in one
-chunk is not guaranteed to be the same person as "A" in the next: labels are kept as each chunk
-gave them, and a turn never spans a cut. AssemblyAI chunks are 10 minutes by default, so most
-conversations are one chunk and labelled consistently throughout.
+Speakers (a `dialogue` job): chunks are transcribed independently, and a provider names speakers
+per request ("A" is whoever spoke first in that chunk), so speakers are told apart here, once for
+the whole job, by the voice prints each chunk stored (`worker.speakers`): one person has one letter
+in every chunk. Every word and segment carries its letter, a segment whose words change speaker is
+split there, and consecutive segments of one speaker form an utterance (a turn), across cuts too.
 """
 
 from collections import Counter
@@ -20,6 +19,7 @@ from typing import Any
 
 from repositories.models import Chunk
 from worker.planning import to_source_time
+from worker.speakers import SpeakerCount, label_speakers
 
 
 @dataclass(frozen=True)
@@ -30,22 +30,37 @@ class Transcript:
     segments: list[dict[str, Any]]
     # Speaker turns `{speaker, start, end, text}`; empty unless the backend labelled speakers.
     utterances: list[dict[str, Any]] = field(default_factory=list)
+    # How sure the model was of `language`, when it was detected from the job's first speech.
+    language_probability: float | None = None
 
 
-def merge_chunks(chunks: Sequence[Chunk], duration: float) -> Transcript:
+def merge_chunks(
+    chunks: Sequence[Chunk],
+    duration: float,
+    *,
+    language: str | None = None,
+    language_probability: float | None = None,
+    speakers: SpeakerCount | None = None,
+) -> Transcript:
+    """The job's `language` (named, or detected once) is the transcript's; a job without one (a
+    hosted backend detects per chunk) takes the language most of its chunks were in. `speakers`:
+    a dialogue job's speaker count (None: speakers are not labelled)."""
     ordered = sorted(chunks, key=lambda c: c.chunk_index)
     # A file without speech has no chunks: its transcript is empty.
     per_chunk = [_chunk_segments(c) for c in ordered]
+    if speakers is not None:
+        per_chunk = _labelled(per_chunk, [c.voices for c in ordered], speakers)
     segments = [s for group in per_chunk for s in group]
     for i, segment in enumerate(segments):
         segment["id"] = i
     labelled = any("speaker" in s for s in segments)
     return Transcript(
         text=" ".join(s["text"] for s in segments),
-        language=_majority([c.language for c in ordered]),
+        language=language or _majority([c.language for c in ordered]),
         duration=duration,
         segments=segments,
-        utterances=[u for group in per_chunk for u in _utterances(group)] if labelled else [],
+        utterances=_utterances(segments) if labelled else [],
+        language_probability=language_probability,
     )
 
 
@@ -54,8 +69,56 @@ def _chunk_segments(chunk: Chunk) -> list[dict[str, Any]]:
     return [s for s in segments if s["text"]]
 
 
+def _labelled(
+    per_chunk: list[list[dict[str, Any]]], voices: list[list[list[Any]] | None], count: SpeakerCount
+) -> list[list[dict[str, Any]]]:
+    """Each chunk's segments with the job's speaker on every word and segment."""
+    letters = label_speakers(voices, per_chunk, count)
+    return [_split_at_speakers(group, found) for group, found in zip(per_chunk, letters, strict=True)]
+
+
+def _split_at_speakers(segments: list[dict[str, Any]], letters: list[str]) -> list[dict[str, Any]]:
+    """The segments with their words' speakers (`letters`, one per word, or per segment without
+    words), each cut where its speaker changes: a segment never spans two speakers."""
+    found: list[dict[str, Any]] = []
+    at = 0
+    for segment in segments:
+        if not segment["words"]:
+            found.append({**segment, "speaker": letters[at]})
+            at += 1
+            continue
+        words = [{**w, "speaker": s} for w, s in zip(segment["words"], letters[at:], strict=False)]
+        at += len(words)
+        runs = _runs(words)
+        for i, run in enumerate(runs):
+            start = segment["start"] if i == 0 else run[0]["start"]
+            end = segment["end"] if i == len(runs) - 1 else run[-1]["end"]
+            text = segment["text"] if len(runs) == 1 else _joined(run)
+            found.append(
+                {
+                    "start": start,
+                    "end": max(end, start),
+                    "text": text,
+                    "words": run,
+                    "speaker": run[0]["speaker"],
+                }
+            )
+    return found
+
+
+def _runs(words: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Consecutive words of one speaker."""
+    runs: list[list[dict[str, Any]]] = []
+    for word in words:
+        if runs and runs[-1][-1]["speaker"] == word["speaker"]:
+            runs[-1].append(word)
+        else:
+            runs.append([word])
+    return runs
+
+
 def _utterances(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Consecutive segments of one speaker, within one chunk, as one turn."""
+    """Consecutive segments of one speaker as one turn."""
     turns: list[dict[str, Any]] = []
     for s in segments:
         speaker = s.get("speaker")
@@ -71,14 +134,27 @@ def _clamp(segment: dict[str, Any], low: float, high: float) -> dict[str, Any]:
     def fit(t: float) -> float:
         return round(min(max(t, low), high), 3)
 
-    words = [{**w, "start": fit(w["start"]), "end": fit(w["end"])} for w in segment.get("words", [])]
+    start, end = fit(segment["start"]), fit(segment["end"])
     clamped = {
-        "start": fit(segment["start"]),
-        "end": fit(segment["end"]),
+        "start": start,
+        "end": end,
         "text": segment["text"].strip(),
-        "words": words,
+        "words": _in_order(segment.get("words", []), start, end),
     }
     return _with_speaker(clamped, segment.get("speaker"))
+
+
+def _in_order(words: list[dict[str, Any]], low: float, high: float) -> list[dict[str, Any]]:
+    """Words inside their segment, each starting where the one before ended or later: the model's
+    word timings are aligned one by one and may step back or stick out of the segment."""
+    ordered: list[dict[str, Any]] = []
+    previous = low
+    for word in words:
+        start = round(min(max(word["start"], previous), high), 3)
+        end = round(min(max(word["end"], start), high), 3)
+        ordered.append({**word, "start": start, "end": end})
+        previous = end
+    return ordered
 
 
 def _majority(languages: list[str | None]) -> str | None:

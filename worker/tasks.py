@@ -10,15 +10,19 @@ which is what users see.
 """
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
+import numpy as np
+import numpy.typing as npt
 from rq import get_current_job
 from sqlalchemy.orm import Session
 
 from core.db import session_scope
-from core.enums import ChunkStatus, Priority, Tier, TranscriptFormat
+from core.enums import Backend, ChunkStatus, Priority, Tier, TranscriptFormat
 from core.logging import get_logger
+from core.options import TranscriptionOptions
 from core.queues import WorkState, chunk_task_id
 from core.tiers import month_start, policy_for
 from repositories.chunks import CLOSED, UNFINISHED, ChunkRepository
@@ -26,12 +30,13 @@ from repositories.jobs import JobRepository
 from repositories.models import Chunk
 from repositories.users import UserRepository
 from storage.keys import chunk_key, chunks_prefix, transcript_key
-from worker.audio import SAMPLE_RATE, AudioDecodeError, Pcm, decode_pcm, encode_flac
+from worker.audio import SAMPLE_RATE, AudioDecodeError, Pcm, decode_pcm, encode_flac, model_input
 from worker.backends.base import PermanentTranscriptionError
 from worker.context import WorkerContext, current
 from worker.ingest import PermanentDownloadError, TransientDownloadError, fetch_source
 from worker.merge import merge_chunks
 from worker.planning import Window, plan_windows
+from worker.speakers import speaker_count
 from worker.transcription import (
     ChunkFailed,
     ChunkWork,
@@ -53,7 +58,11 @@ def prepare(job_id: str) -> str:
         if job is None or job.status.is_final:
             return "skipped"
         source, priority, planned = job.source_key, job.priority, job.chunks_total is not None
-        url, window = job.source_url, ctx.settings.chunk_seconds_for(ctx.backend_for(job.backend))
+        backend, options = ctx.backend_for(job.backend), TranscriptionOptions.of(job.options)
+        url, window = job.source_url, ctx.settings.chunk_seconds_for(backend)
+        # A local job that names no language: found once, from its first speech (`_first_language`).
+        # A hosted backend (AssemblyAI) detects it per chunk, as it always did.
+        detects = backend == Backend.LOCAL and job.language is None and job.detected_language is None
         tier = _owner_tier(session, job.user_id)
         known = {c.chunk_index: c.status for c in ChunkRepository(session).list_for_job(job_id)}
         # A URL, or a container that stated no duration: its minutes were not counted when it was
@@ -68,8 +77,19 @@ def prepare(job_id: str) -> str:
     try:
         if url is not None:
             fetch_source(ctx, job_id, url, source, tier)
-        chunks = _plan_chunks(ctx, Planning(job_id, source, tier, window, priority, known, unmetered))
-    except (AudioDecodeError, TooLong, OverQuota, PermanentDownloadError) as exc:
+        planning = Planning(
+            job_id,
+            source,
+            tier,
+            window,
+            priority,
+            known,
+            unmetered,
+            options=options,
+            detects_language=detects,
+        )
+        chunks = _plan_chunks(ctx, planning)
+    except (AudioDecodeError, TooLong, OverQuota, PermanentDownloadError, PermanentTranscriptionError) as exc:
         fail_job(ctx, job_id, str(exc))
         return "failed"
     except TransientDownloadError as exc:
@@ -106,6 +126,10 @@ class Planning:
     known: dict[int, ChunkStatus]
     # The owner, when the job's minutes are still to be checked against the month's.
     unmetered_owner: str | None = None
+    # Its part of the file (`start`/`end`) and the model that finds its language.
+    options: TranscriptionOptions = field(default_factory=TranscriptionOptions)
+    # Whether the job's language is to be found from its first speech before any chunk is queued.
+    detects_language: bool = False
 
 
 def _plan_chunks(ctx: WorkerContext, plan: Planning) -> int:
@@ -116,23 +140,27 @@ def _plan_chunks(ctx: WorkerContext, plan: Planning) -> int:
     Deterministic, so a `prepare` that runs again (a crash, a lost task) cuts the same windows: it
     skips the chunks already recorded and re-queues only those whose task Redis no longer holds.
     """
-    audio = _Decoded(policy_for(plan.tier).max_duration_minutes, plan.tier)
+    audio = _Decoded(policy_for(plan.tier).max_duration_minutes, plan.tier, plan.options)
     chain = ctx.queues.lane_chain(plan.job_id, plan.priority)
     count = 0
     with ctx.storage.local_path(plan.source) as path:
-        for window in plan_windows(audio.blocks(path), plan.window_seconds):
+        for planned in plan_windows(audio.blocks(path), plan.window_seconds):
+            window = audio.on_file_timeline(planned)
             count += 1
             status = plan.known.get(window.index)
             if status is None:
-                _record_chunk(ctx, plan.job_id, window)
+                language = _first_language(ctx, plan, window)
+                _record_chunk(ctx, plan.job_id, window, language)
                 chain.add(window.index)
             elif status not in CLOSED:
                 lost = ctx.queues.state(chunk_task_id(plan.job_id, window.index)) in LOST
                 chain.add(window.index, enqueue=lost)
+    # What the job bills: the part of the file it transcribes, by the rule the API checked with.
+    duration = plan.options.span_seconds(audio.file_seconds)
     with session_scope(ctx.sessions) as session:
         if plan.unmetered_owner is not None:
-            _check_minutes_left(session, plan.unmetered_owner, plan.tier, audio.seconds)
-        JobRepository(session).claim_plan(plan.job_id, duration=audio.seconds, chunks_total=count)
+            _check_minutes_left(session, plan.unmetered_owner, plan.tier, duration)
+        JobRepository(session).claim_plan(plan.job_id, duration=duration, chunks_total=count)
     chain.finish()
     return count
 
@@ -153,10 +181,36 @@ def _check_minutes_left(session: Session, user_id: str, tier: Tier, seconds: flo
 LOST = (WorkState.MISSING, WorkState.ENDED)
 
 
-def _record_chunk(ctx: WorkerContext, job_id: str, window: Window) -> None:
+@runtime_checkable
+class LanguageDetector(Protocol):
+    def detect_language(self, audio: npt.NDArray[np.float32]) -> tuple[str, float]:
+        """The language spoken in `audio` (16 kHz mono float32) and how sure the model is of it."""
+
+
+def _first_language(ctx: WorkerContext, plan: Planning, window: Window) -> tuple[str, float] | None:
+    """The language of a job that names none, found once from its first window of speech, before
+    that window's chunk is queued: every chunk is then transcribed in it, so a file never comes
+    back in a mix of languages because some chunk sounded like another (an accent, a name, a
+    short chunk). A model that cannot detect leaves each chunk to find its own."""
+    if window.index != 0 or not plan.detects_language:
+        return None
+    transcriber = ctx.transcriber_for(Backend.LOCAL, plan.options.model)
+    if not isinstance(transcriber, LanguageDetector):
+        return None
+    language, probability = transcriber.detect_language(model_input(window.pcm))
+    log.info("job.language_detected", job_id=plan.job_id, language=language, probability=probability)
+    return language, probability
+
+
+def _record_chunk(
+    ctx: WorkerContext, job_id: str, window: Window, language: tuple[str, float] | None
+) -> None:
     key = chunk_key(job_id, window.index)
     ctx.storage.put_bytes(key, encode_flac(window.pcm))
     with session_scope(ctx.sessions) as session:
+        if language is not None:
+            # With the first chunk's row, so no chunk of the job is ever claimed without it.
+            JobRepository(session).record_detected_language(job_id, *language)
         ChunkRepository(session).add_once(
             job_id,
             window.index,
@@ -169,27 +223,52 @@ def _record_chunk(ctx: WorkerContext, job_id: str, window: Window) -> None:
 
 
 class _Decoded:
-    """The source's decoded blocks, counted, stopping at the tier's limit on audio per file."""
+    """The decoded blocks of the job's part of the source (`start` to `end`; the whole file by
+    default), counted, stopping at the tier's limit on audio per file."""
 
-    def __init__(self, max_minutes: int, tier: Tier) -> None:
+    def __init__(self, max_minutes: int, tier: Tier, options: TranscriptionOptions) -> None:
         self._limit = max_minutes * 60 * SAMPLE_RATE
         self._max_minutes, self._tier = max_minutes, tier
-        self.samples = 0
+        self._end = options.end
+        self.first = round((options.start or 0.0) * SAMPLE_RATE)
+        self._last = None if options.end is None else round(options.end * SAMPLE_RATE)
+        self.position = 0  # samples of the file decoded, on its timeline
+        self.reached_end = False  # decoding stopped at `end`, before the file did
+        self.samples = 0  # of them, those in the part
 
     @property
-    def seconds(self) -> float:
-        return self.samples / SAMPLE_RATE
+    def file_seconds(self) -> float:
+        """How long the file is, as far as it was decoded: to `end`, when it reached that far."""
+        if self.reached_end and self._end is not None:
+            return self._end
+        return self.position / SAMPLE_RATE
+
+    def on_file_timeline(self, window: Window) -> Window:
+        """A window planned from the part's first sample, with its spans where they lie in the
+        file: every time in the transcript is then a time in the file."""
+        spans = tuple((a + self.first, b + self.first) for a, b in window.spans)
+        return Window(window.index, spans, window.pcm)
 
     def blocks(self, path: Path) -> Iterator[Pcm]:
         for block in decode_pcm(path):
-            self.samples += len(block)
-            if self.samples > self._limit:
-                # Stop decoding at the limit: a ten-hour file must not cost ten hours of decode.
-                raise TooLong(
-                    f"the audio is longer than the {self._max_minutes} min per file "
-                    f"the {self._tier.value} tier allows"
-                )
-            yield block
+            at, self.position = self.position, self.position + len(block)
+            part = block[max(self.first - at, 0) : None if self._last is None else max(self._last - at, 0)]
+            if len(part):
+                self._count(len(part))
+                yield part
+            if self._last is not None and self.position >= self._last:
+                # The rest of the file is not the job's: it is not decoded at all.
+                self.reached_end = True
+                return
+
+    def _count(self, samples: int) -> None:
+        self.samples += samples
+        if self.samples > self._limit:
+            # Stop decoding at the limit: a ten-hour file must not cost ten hours of decode.
+            raise TooLong(
+                f"the audio is longer than the {self._max_minutes} min per file "
+                f"the {self._tier.value} tier allows"
+            )
 
 
 def transcribe_chunk(job_id: str, index: int) -> str:
@@ -252,7 +331,13 @@ def _merge(ctx: WorkerContext, job_id: str) -> str:
             jobs.fail(job, _unfinished_message(unfinished))
             log.warning("job.failed", job_id=job_id, error=job.error)
             return "failed"
-        transcript = merge_chunks(chunks, job.audio_duration_seconds or 0.0)
+        transcript = merge_chunks(
+            chunks,
+            job.audio_duration_seconds or 0.0,
+            language=job.language or job.detected_language,
+            language_probability=job.language_probability,
+            speakers=speaker_count(job),
+        )
         for fmt in TranscriptFormat:
             ctx.storage.put_bytes(transcript_key(job_id, fmt.value), render(transcript, fmt).encode())
         if not jobs.complete(job, text=transcript.text, detected_language=transcript.language):

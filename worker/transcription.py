@@ -2,24 +2,31 @@
 
 `transcribe_chunks` takes (job id, chunk index) pairs, which may belong to different jobs. Chunks
 that are open and whose job is still running are marked started, in one short unit of work; those on
-a batching backend (faster-whisper) are transcribed together, grouped by what the model must be told
-(the language), and every result is stored once, fenced (`ChunkRepository.complete_once`). A
-chunk's audio is deleted from storage once its result is stored: it is no longer needed, and a long
-file must not keep a second copy of itself.
+a batching backend (faster-whisper) are transcribed together, grouped by model and by what the model
+must be told (the language, and the job's task, prompt and hotwords: `ChunkWork.batch_key`), and
+every result is stored once, fenced (`ChunkRepository.complete_once`). A chunk's audio is deleted
+from storage once its result is stored: it is no longer needed, and a long file must not keep a
+second copy of itself.
 
 Chunks on a hosted backend (AssemblyAI) are submitted one by one, remembering the provider's
 transcript id between submit and collect.
+
+A dialogue chunk's voice prints are stored with its result, taken from its audio before the audio
+goes: the merge tells the job's speakers apart by them (`worker.speakers`).
 """
 
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy.orm import Session
 
 from core.db import session_scope
 from core.enums import Backend, ChunkStatus, Mode
 from core.logging import get_logger
+from core.options import TranscriptionOptions
 from repositories.chunks import CLOSED, ChunkRepository
 from repositories.jobs import JobRepository
 from repositories.models import Chunk, Job
@@ -33,6 +40,7 @@ from worker.backends.base import (
 )
 from worker.context import WorkerContext
 from worker.merge import needs_word_timings, place_segments
+from worker.speakers import Voice, voice_prints
 
 log = get_logger(__name__)
 
@@ -52,10 +60,21 @@ class ChunkWork:
     speakers: bool
     # The provider's transcript of this chunk, created by an earlier attempt.
     transcript_id: str | None
+    # The job's options, `model` resolved (the fleet's default model where the job named none).
+    options: TranscriptionOptions = field(default_factory=TranscriptionOptions)
 
     @property
     def pair(self) -> Pair:
         return self.job_id, self.index
+
+    @property
+    def model(self) -> str | None:
+        return self.options.model
+
+    @property
+    def batch_key(self) -> tuple[object, ...]:
+        """What chunks of one model call share: the model, and everything it is told."""
+        return (self.backend, self.language, *self.options.decode_key())
 
 
 # What became of a claimed chunk: "transcribed" or "duplicate"; the exception that stopped it; or
@@ -87,15 +106,18 @@ def claim(ctx: WorkerContext, pairs: list[Pair]) -> list[ChunkWork]:
 
 
 def _work(ctx: WorkerContext, job: Job, chunk: Chunk) -> ChunkWork:
+    options = TranscriptionOptions.of(job.options)
     return ChunkWork(
         job_id=job.id,
         index=chunk.chunk_index,
         audio_key=chunk.audio_key,
         spans=chunk.speech_spans,
-        language=job.language,
+        # What the job named, else what `prepare` detected in its first speech (None: each chunk's).
+        language=job.language or job.detected_language,
         backend=ctx.backend_for(job.backend),
         speakers=job.mode == Mode.DIALOGUE,
         transcript_id=chunk.provider_transcript_id,
+        options=replace(options, model=options.model or ctx.settings.default_model_name),
     )
 
 
@@ -105,23 +127,23 @@ def transcribe_batch(ctx: WorkerContext, works: list[ChunkWork]) -> dict[Pair, O
     Returns every chunk's outcome: "transcribed" or "duplicate"; the exception that stopped it (a
     chunk whose audio cannot be read fails alone, a failed model call fails its group, a backend
     this service cannot run fails for good); or, for a chunk a batch cannot take (a hosted
-    backend, speaker labels), its `ChunkWork`, for `transcribe_one`. A failed chunk stays started:
+    backend), its `ChunkWork`, for `transcribe_one`. A failed chunk stays started:
     its task decides between retry and failure.
     """
-    groups: dict[tuple[Backend, str | None], list[ChunkWork]] = defaultdict(list)
+    groups: dict[tuple[object, ...], list[ChunkWork]] = defaultdict(list)
     outcomes: dict[Pair, Outcome] = {}
     for work in works:
         try:
-            batching = not work.speakers and isinstance(ctx.transcriber_for(work.backend), BatchTranscriber)
-        except PermanentTranscriptionError as exc:  # this service cannot run the backend at all
+            transcriber = ctx.transcriber_for(work.backend, work.model)
+        except PermanentTranscriptionError as exc:  # this service cannot run the backend or model
             outcomes[work.pair] = exc
             continue
-        if batching:
-            groups[(work.backend, work.language)].append(work)
+        if isinstance(transcriber, BatchTranscriber):
+            groups[work.batch_key].append(work)
         else:
             outcomes[work.pair] = work
-    for (backend, _), group in groups.items():
-        transcriber = ctx.transcriber_for(backend)
+    for group in groups.values():
+        transcriber = ctx.transcriber_for(group[0].backend, group[0].model)
         assert isinstance(transcriber, BatchTranscriber)
         outcomes |= _transcribe_group(ctx, transcriber, group)
     return outcomes
@@ -143,9 +165,7 @@ def _transcribe_group(
     if not ready:
         return outcomes
     try:
-        results = transcriber.transcribe_many(
-            audios, [w.language for w in ready], words=[needs_word_timings(w.spans) for w in ready]
-        )
+        results = _transcribe_many(transcriber, audios, ready)
     except Exception as exc:
         return outcomes | {work.pair: exc for work in ready}
     seconds = (time.monotonic() - started) / len(ready)
@@ -155,6 +175,21 @@ def _transcribe_group(
         except Exception as exc:
             outcomes[work.pair] = exc
     return outcomes
+
+
+def _transcribe_many(
+    transcriber: BatchTranscriber, audios: list[npt.NDArray[np.float32]], works: list[ChunkWork]
+) -> list[ChunkTranscript]:
+    """One model call for chunks that share a `batch_key`: what the model is told is the first's."""
+    options = works[0].options
+    return transcriber.transcribe_many(
+        audios,
+        [w.language for w in works],
+        words=[w.options.words or w.speakers or needs_word_timings(w.spans) for w in works],
+        task=options.task,
+        prompt=options.prompt,
+        hotwords=options.hotwords,
+    )
 
 
 def transcribe_one(ctx: WorkerContext, work: ChunkWork) -> str:
@@ -170,19 +205,12 @@ def transcribe_one(ctx: WorkerContext, work: ChunkWork) -> str:
 
 
 def _transcribe(ctx: WorkerContext, work: ChunkWork) -> ChunkTranscript:
-    transcriber = ctx.transcriber_for(work.backend)
+    transcriber = ctx.transcriber_for(work.backend, work.model)
     if isinstance(transcriber, HostedTranscriber):
         return _transcribe_hosted(ctx, transcriber, work)
-    if work.speakers:
-        raise PermanentTranscriptionError(
-            f"the {work.backend.value} backend cannot label speakers (mode 'dialogue')"
-        )
     with ctx.storage.local_path(work.audio_key) as path:
         if isinstance(transcriber, BatchTranscriber):
-            audio = read_audio(path)
-            return transcriber.transcribe_many(
-                [audio], [work.language], words=[needs_word_timings(work.spans)]
-            )[0]
+            return _transcribe_many(transcriber, [read_audio(path)], [work])[0]
         return transcriber.transcribe(path, work.language)
 
 
@@ -218,6 +246,7 @@ def _transcribe_hosted(
 def store(ctx: WorkerContext, work: ChunkWork, result: ChunkTranscript, seconds: float, *, batch: int) -> str:
     """Record the chunk's result unless one is recorded already; then its audio can go."""
     segments = place_segments(result.segments, work.spans, words=_keeps_words(ctx, work))
+    voices = _voices(ctx, work)
     with session_scope(ctx.sessions) as session:
         stored = ChunkRepository(session).complete_once(
             work.job_id,
@@ -226,6 +255,7 @@ def store(ctx: WorkerContext, work: ChunkWork, result: ChunkTranscript, seconds:
             segments=segments,
             language=result.language,
             seconds=seconds,
+            voices=voices,
         )
         if stored:
             JobRepository(session).increment_completed(work.job_id)
@@ -243,10 +273,21 @@ def store(ctx: WorkerContext, work: ChunkWork, result: ChunkTranscript, seconds:
     return "transcribed" if stored else "duplicate"
 
 
+def _voices(ctx: WorkerContext, work: ChunkWork) -> list[Voice] | None:
+    """A dialogue chunk's voice prints, taken from its audio while it is still stored: the merge
+    tells its speakers apart by them, across the whole job (`worker.speakers`)."""
+    if not work.speakers:
+        return None
+    with ctx.storage.local_path(work.audio_key) as path:
+        return voice_prints(read_audio(path), work.spans, threads=ctx.settings.whisper_threads)
+
+
 def _keeps_words(ctx: WorkerContext, work: ChunkWork) -> bool:
-    """Word timings reach the transcript from a hosted backend always, from the local model when
-    the service is set to keep them (it may compute some only to place segments)."""
-    return work.backend != Backend.LOCAL or ctx.settings.whisper_word_timestamps
+    """Word timings reach the transcript when the job asks for them (`timestamps=word`), from a
+    hosted backend always, and from the local model when the service is set to keep them (it may
+    compute some only to place segments)."""
+    keeps = work.options.words or work.speakers  # a dialogue job's words carry their speakers
+    return keeps or work.backend != Backend.LOCAL or ctx.settings.whisper_word_timestamps
 
 
 def record_error(ctx: WorkerContext, pair: Pair, exc: Exception, *, final: bool) -> None:

@@ -2,13 +2,18 @@
 
 A transcript with speaker labels names them: one `Speaker A: …` line per turn in txt, `[Speaker A]`
 before a cue's text in srt, a voice span `<v Speaker A>` in vtt, and `utterances` plus `speaker` on
-segments and words in json. Without labels, every format is exactly as it always was.
+segments and words in json. Without labels, no format names a speaker.
+
+srt and vtt are shaped for reading with the default limits (`core.captions`: lines of at most 42
+characters, cues of at most two lines and 7 s); the API renders other limits from the stored json.
 """
 
 import json
 from collections.abc import Callable
 from typing import Any
 
+from core import captions
+from core.captions import CaptionLimits, speaker_name
 from core.enums import TranscriptFormat
 from worker.merge import Transcript
 
@@ -26,40 +31,23 @@ def _txt(t: Transcript) -> str:
 def _prefixed(item: dict[str, Any], template: str) -> str:
     """The text, after its speaker's name put in `template` (nothing when it has no speaker)."""
     speaker = item.get("speaker")
-    prefix = template.format(f"Speaker {speaker}") if speaker else ""
+    prefix = template.format(speaker_name(speaker)) if speaker else ""
     return f"{prefix}{item['text']}"
 
 
-def _timestamp(seconds: float, separator: str) -> str:
-    millis = round(seconds * 1000)
-    hours, millis = divmod(millis, 3_600_000)
-    minutes, millis = divmod(millis, 60_000)
-    secs, millis = divmod(millis, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
-
-
-def _cues(t: Transcript, separator: str, speaker: str) -> list[str]:
-    """`speaker` is the template a cue's speaker name goes in, before its text."""
-    return [
-        f"{_timestamp(s['start'], separator)} --> {_timestamp(s['end'], separator)}\n"
-        f"{_prefixed(s, speaker)}\n"
-        for s in t.segments
-    ]
-
-
 def _srt(t: Transcript) -> str:
-    return "\n".join(f"{i}\n{cue}" for i, cue in enumerate(_cues(t, ",", "[{}] "), start=1))
+    return captions.srt(t.segments, CaptionLimits())
 
 
 def _vtt(t: Transcript) -> str:
-    # A WebVTT voice span: players show or style the speaker; the span needs no closing tag.
-    return "WEBVTT\n\n" + "\n".join(_cues(t, ".", "<v {}>"))
+    return captions.vtt(t.segments, CaptionLimits())
 
 
 def _json(t: Transcript) -> str:
     body: dict[str, Any] = {
         "text": t.text,
         "language": t.language,
+        "language_probability": t.language_probability,
         "duration": t.duration,
         "segments": t.segments,
     }

@@ -1,3 +1,4 @@
+from dataclasses import replace
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -11,11 +12,13 @@ from api import services
 from api.deps import CurrentUser, QueuesDep, SettingsDep, StorageDep, UnitOfWork, UoW
 from api.fields import Moment, Offset, Text
 from api.schemas import ChunkOut, ErrorOut, JobList, JobOut, JobStats
-from api.submission import JobCreate, checked_url, parse_options
+from api.submission import JobCreate, checked_url, form_fields, form_schema, parse_options
 from api.upload import ReceivedUpload, receive_upload, safe_filename
+from core import captions
+from core.captions import CAPTION_FORMATS, CUE_SECONDS_RANGE, LINE_CHARS_RANGE, LINES_RANGE, CaptionLimits
 from core.config import Settings
 from core.enums import JobStatus, TranscriptFormat
-from core.errors import Conflict, Forbidden, NotFound, PayloadTooLarge
+from core.errors import Conflict, Forbidden, Invalid, NotFound, PayloadTooLarge
 from core.tiers import policy_for
 from repositories.chunks import ChunkRepository
 from repositories.jobs import JobFilter, JobRepository
@@ -41,10 +44,7 @@ _SUBMIT_BODY = {
                     "required": ["file"],
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
-                        **{
-                            name: {"type": "string"}
-                            for name in ("language", "priority", "backend", "mode", "webhook_url")
-                        },
+                        **form_schema(),
                     },
                 }
             },
@@ -65,10 +65,17 @@ async def submit_job(
     settings: SettingsDep,
 ) -> JobOut:
     """The audio as a multipart `file`, or JSON naming an `object_key` from `POST /v1/uploads` or
-    an `audio_url` to fetch. Options (form fields or JSON members): `language` (e.g. `en`; default:
-    detect), `priority` (`high|normal|low`; default and ceiling from your tier), `backend`
+    an `audio_url` to fetch. Options (form fields or JSON members, the same rules for both; the
+    job shows each with its effective value): `language` (e.g. `en`; default: detect),
+    `priority` (`high|normal|low`; default and ceiling from your tier), `backend`
     (`local|assemblyai`, where your tier allows), `mode` (`mono|dialogue`: label speakers),
-    `webhook_url` (called when the job ends; default: yours from `PUT /v1/webhooks`)."""
+    `webhook_url` (called when the job ends; default: yours from `PUT /v1/webhooks`), `model` (a
+    name `GET /v1/models` lists; default: the service's), `task` (`transcribe`, or `translate` to
+    English with a multilingual model), `prompt` and `hotwords` (names and spellings to expect),
+    `timestamps` (`segment|word`), `start` and `end` (seconds: transcribe, and pay for, only that
+    part of the file), and with `mode=dialogue` `speakers` (how many speak) or `min_speakers` and
+    `max_speakers`. The assemblyai backend takes no `model`, `prompt`, `hotwords` or translation.
+    A bad value is a `422` naming its field."""
     reservation = await run_in_threadpool(services.reserve_submission, uow.session, user)
     # No database connection is held while the body streams in, however slowly it comes.
     await run_in_threadpool(
@@ -115,7 +122,7 @@ def _accept(
     upload: ReceivedUpload,
     reservation: str,
 ) -> Job:
-    options = parse_options(dict(upload.fields), user, settings)
+    options = parse_options(form_fields(upload.fields), user, settings)
     return services.accept_stored_audio(uow.session, storage, job_id, user, upload, options, reservation)
 
 
@@ -129,7 +136,7 @@ def _accept_json(
     reservation: str,
     max_bytes: int,
 ) -> Job:
-    options = parse_options(body.option_fields(), user, settings)
+    options = parse_options(body, user, settings)
     url = checked_url("audio_url", body.audio_url, settings)
     if url is not None:
         return services.create_url_job(uow.session, job_id, user, url, body.filename, options, reservation)
@@ -230,19 +237,66 @@ def get_transcript(
     uow: UoW,
     storage: StorageDep,
     format: TranscriptFormat = TranscriptFormat.TXT,
+    max_line_chars: Annotated[
+        int | None,
+        Query(
+            ge=LINE_CHARS_RANGE[0],
+            le=LINE_CHARS_RANGE[1],
+            description="srt/vtt: the longest line; default 42",
+        ),
+    ] = None,
+    max_lines: Annotated[
+        int | None,
+        Query(ge=LINES_RANGE[0], le=LINES_RANGE[1], description="srt/vtt: the most lines a cue; default 2"),
+    ] = None,
+    max_cue_seconds: Annotated[
+        float | None,
+        Query(
+            ge=CUE_SECONDS_RANGE[0],
+            le=CUE_SECONDS_RANGE[1],
+            description="srt/vtt: the longest a cue shows; default 7",
+        ),
+    ] = None,
 ) -> Response:
-    """The transcript once the job is completed; `202` with progress while it is not yet."""
+    """The transcript once the job is completed; `202` with progress while it is not yet.
+
+    srt and vtt captions break lines and cues only between words, never mixing two speakers in a
+    cue; `max_line_chars`, `max_lines` and `max_cue_seconds` shape them (a word longer than a line
+    stands alone on its line). They shape captions only: with `format=txt|json` they are a `422`."""
+    limits = _caption_limits(format, max_line_chars, max_lines, max_cue_seconds)
     job = _own_job(uow, user, job_id)
     if job.status == JobStatus.FAILED:
         raise Conflict(f"the job failed: {job.error}")
     if job.status != JobStatus.COMPLETED:
         body = JobOut.of(job).model_dump(mode="json")
         return JSONResponse(body, status_code=202, headers={"Retry-After": "5"})
+    headers = {"Content-Disposition": f'inline; filename="{job.id}.{format.value}"'}
+    if limits is not None:
+        stored = b"".join(storage.iter_bytes(transcript_key(job.id, TranscriptFormat.JSON.value)))
+        text = captions.render_stored(stored, format, limits)
+        return Response(text, media_type=format.media_type, headers=headers)
     return StreamingResponse(
         storage.iter_bytes(transcript_key(job.id, format.value)),
         media_type=format.media_type,
-        headers={"Content-Disposition": f'inline; filename="{job.id}.{format.value}"'},
+        headers=headers,
     )
+
+
+def _caption_limits(
+    fmt: TranscriptFormat, max_line_chars: int | None, max_lines: int | None, max_cue_seconds: float | None
+) -> CaptionLimits | None:
+    """The caption shape asked for; None when none was (the stored file, shaped by the defaults)."""
+    given: dict[str, Any] = {
+        "max_line_chars": max_line_chars,
+        "max_lines": max_lines,
+        "max_cue_seconds": max_cue_seconds,
+    }
+    asked = {name: value for name, value in given.items() if value is not None}
+    if not asked:
+        return None
+    if fmt not in CAPTION_FORMATS:
+        raise Invalid(f"{', '.join(asked)}: only shapes captions (format=srt or vtt), not format={fmt.value}")
+    return replace(CaptionLimits(), **asked)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses={**_errors, 409: {"model": ErrorOut}})

@@ -98,7 +98,7 @@ def test_an_upload_over_the_tier_limit_is_refused(client, sessions, settings):
         ({"object_key": "a", "colour": "red"}, "colour"),
         ({"object_key": "a", "mode": "choir"}, "unknown mode 'choir'"),
         ({"object_key": "a", "backend": "gpu"}, "unknown backend 'gpu'"),
-        ({"object_key": "a", "mode": "dialogue"}, "needs a backend that labels speakers"),
+        ({"object_key": "a", "speakers": 2}, "speakers: speaker counts need mode 'dialogue'"),
         ({"object_key": "a", "backend": "assemblyai"}, "assemblyai backend is not configured"),
         ({"audio_url": "ftp://example.com/a.mp3"}, "audio_url refused"),
         ({"object_key": "a", "webhook_url": "http://127.0.0.1:9/hook"}, "webhook_url refused"),

@@ -8,8 +8,9 @@ over the uploaded audio's duration (a chunk as `prepare` stores it: FLAC, or WAV
 `speaker_labels: true` two speakers take turns, a sentence each (A, B, A, …): words carry `speaker`
 and the response has `utterances`. An upload that is not audio ends its transcript `status=error`
 with the provider's transcoding message. An unknown transcript id is a 400 "Transcript ID not
-found". Failures can be injected per route, and every request is recorded so tests can count uploads
-and creates.
+found". A test can script what it hears instead (`heard`: the words, speakers included, of an upload
+of a given duration). Failures can be injected per route, and every request is recorded so tests
+can count uploads and creates.
 """
 
 import io
@@ -60,6 +61,9 @@ class _Transcript:
 class FakeAssemblyAI:
     api_key: str = "test-key"
     sentence: str = JFK
+    # What the fake hears in an upload this long (seconds, to the ms): words in the API's shape
+    # (milliseconds, `speaker` when labelled); an upload of another length hears `sentence`.
+    heard: dict[float, list[dict[str, Any]]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     base_url: str = ""
     _uploads: dict[str, bytes] = field(default_factory=dict)
@@ -131,9 +135,11 @@ class FakeAssemblyAI:
         return {**transcript.request, "id": transcript.id, "status": status, "text": None, "words": None}
 
     def _completed(self, transcript: _Transcript, duration: float) -> dict[str, Any]:
-        words = _spread(self.sentence.split(), duration)
-        if transcript.request.get("speaker_labels"):
-            _label_speakers(words)
+        words = self.heard.get(round(duration, 3))
+        if words is None:
+            words = _spread(self.sentence.split(), duration)
+            if transcript.request.get("speaker_labels"):
+                _label_speakers(words)
         body = {
             **self._response(transcript, "completed"),
             "text": " ".join(w["text"] for w in words),

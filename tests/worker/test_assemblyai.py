@@ -4,8 +4,11 @@ paying twice, fail without retry on a rejected key, per-job backends, dialogue j
 talks to a fake AssemblyAI server on loopback."""
 
 import json
+import re
 import wave
+from collections import defaultdict
 from collections.abc import Iterator
+from itertools import groupby
 from pathlib import Path
 
 import assemblyai as aai
@@ -18,6 +21,7 @@ from core.enums import Backend, ChunkStatus, JobStatus, Mode
 from repositories.chunks import ChunkRepository
 from repositories.jobs import JobRepository
 from storage.keys import transcript_key
+from tests import audio_builders as ab
 from tests.conftest import create_user, load_job, speech, submit_file
 from tests.fakes.assemblyai_server import FIRST, INVALID_KEY, JFK, SECOND, UNSUPPORTED, FakeAssemblyAI, serve
 from worker import context, tasks
@@ -140,16 +144,19 @@ def user_id(sessions):
     return create_user(sessions)[0]
 
 
-def use_assemblyai(worker_ctx, fake: FakeAssemblyAI, key: str | None, *, default: bool = True):
+def use_assemblyai(
+    worker_ctx, fake: FakeAssemblyAI, key: str | None, *, default: bool = True, chunk_seconds: float = 4
+):
     """Point the worker at the fake. `default=False` keeps `local` as the fleet default, so only
-    jobs that name `assemblyai` use it; `key=None` leaves the service without a key."""
+    jobs that name `assemblyai` use it; `key=None` leaves the service without a key. Chunks of 4 s
+    by default: several chunks of jfk.flac, so offsets matter."""
     worker_ctx.settings = worker_ctx.settings.model_copy(
         update={
             "transcription_backend": "assemblyai" if default else "local",
             "assemblyai_api_key": SecretStr(key) if key else None,
             "assemblyai_base_url": fake.base_url,
             "assemblyai_poll_seconds": 0.01,
-            "assemblyai_chunk_minutes": 4 / 60,  # several chunks of jfk.flac, so offsets matter
+            "assemblyai_chunk_minutes": chunk_seconds / 60,
             "task_retries": 1,
             "retry_backoff_seconds": [0],
         }
@@ -162,12 +169,14 @@ def use_assemblyai(worker_ctx, fake: FakeAssemblyAI, key: str | None, *, default
     return worker_ctx
 
 
-def submit(ctx, user_id, *, backend: Backend | None = None, mode: Mode = Mode.MONO) -> str:
-    """jfk.flac as a job with the options the API records for `backend` and `mode`."""
-    job_id = submit_file(ctx, user_id, speech("jfk/jfk.flac"))
+def submit(
+    ctx, user_id, *, backend: Backend | None = None, mode: Mode = Mode.MONO, options=None, path=None
+) -> str:
+    """jfk.flac (or `path`) as a job with what the API records for `backend`, `mode` and `options`."""
+    job_id = submit_file(ctx, user_id, path or speech("jfk/jfk.flac"))
     with session_scope(ctx.sessions) as session:
         jobs = JobRepository(session)
-        jobs.update(jobs.get(job_id), backend=backend, mode=mode)
+        jobs.update(jobs.get(job_id), backend=backend, mode=mode, options=options)
     return job_id
 
 
@@ -308,32 +317,101 @@ def test_naming_assemblyai_on_a_service_without_its_key_fails_the_job_at_once(
 
 def test_a_dialogue_job_names_its_speakers_in_every_format(worker_ctx, fake, user_id, run_worker):
     ctx = use_assemblyai(worker_ctx, fake, fake.api_key)
-    job_id = submit(ctx, user_id, mode=Mode.DIALOGUE)
+    job_id = submit(ctx, user_id, mode=Mode.DIALOGUE, options={"speakers": 2})
     run_worker()
     job, chunks = load_job(ctx, job_id)
     assert job.status == JobStatus.COMPLETED, job.error
     n = len(chunks)
     assert n >= 2
     assert all(r.body["speaker_labels"] is True for r in fake.requests if r.route == "create")
-    # The fake hears the same two-speaker exchange in every chunk; labels are kept per chunk.
-    assert rendered(ctx, job_id, "txt") == f"Speaker A: {FIRST}\nSpeaker B: {SECOND}\n" * n
-    srt = rendered(ctx, job_id, "srt")
-    assert srt.count(f"[Speaker A] {FIRST}\n") == srt.count(f"[Speaker B] {SECOND}\n") == n
-    vtt = rendered(ctx, job_id, "vtt")
-    assert vtt.count(f"<v Speaker A>{FIRST}\n") == vtt.count(f"<v Speaker B>{SECOND}\n") == n
     body = json.loads(rendered(ctx, job_id, "json"))
-    assert [(u["speaker"], u["text"]) for u in body["utterances"]] == [("A", FIRST), ("B", SECOND)] * n
-    for i, chunk in enumerate(chunks):  # each chunk's two turns sit inside it, on the job's timeline
-        a, b = body["utterances"][2 * i : 2 * i + 2]
+    # The fake hears the same exchange in every chunk, its first sentence from the provider's "A"
+    # and its second from "B", in one voice (JFK's): the job's two speakers (`speakers=2`) keep
+    # the two sentences apart in every chunk, whichever is which.
+    said = [(s["speaker"], s["text"]) for s in body["segments"]]
+    assert [text for _, text in said] == [FIRST, SECOND] * n
+    assert all(
+        a[0] != b[0] and {a[0], b[0]} == {"A", "B"} for a, b in zip(said[::2], said[1::2], strict=True)
+    )
+    assert rendered(ctx, job_id, "txt") == "".join(
+        f"Speaker {u['speaker']}: {u['text']}\n" for u in body["utterances"]
+    )
+    # Captions are shaped (42 characters a line): every cue names its speaker, and the cues say
+    # what the txt says, speaker by speaker.
+    turns = [line.split(": ", 1) for line in rendered(ctx, job_id, "txt").splitlines()]
+    for fmt, skip, voice in (("srt", 2, r"\[Speaker (\w)\] (.*)"), ("vtt", 1, r"<v Speaker (\w)>(.*)")):
+        blocks = rendered(ctx, job_id, fmt).removeprefix("WEBVTT\n\n").strip().split("\n\n")
+        cued = [re.fullmatch(voice, " ".join(b.split("\n")[skip:])).groups() for b in blocks]
+        assert " ".join(text for _, text in cued) == " ".join(text for _, text in turns)
+        assert [k for k, _ in groupby(who for who, _ in cued)] == [
+            k for k, _ in groupby(who.removeprefix("Speaker ") for who, _ in turns)
+        ]
+    for i, chunk in enumerate(chunks):  # each chunk's two sentences sit inside it, on the job's timeline
+        a, b = body["segments"][2 * i : 2 * i + 2]
         assert chunk.start_seconds <= a["start"] < a["end"] <= b["start"] < b["end"] <= chunk.end_seconds
     assert all(w["speaker"] == s["speaker"] for s in body["segments"] for w in s["words"])
     assert job.transcript_text == " ".join([JFK] * n)
 
 
-def test_a_dialogue_job_on_a_backend_without_speaker_labels_fails_with_why(worker_ctx, user_id, run_worker):
-    job_id = submit(worker_ctx, user_id, mode=Mode.DIALOGUE)  # the API refuses this; the worker too
+def two_voices() -> ab.Recording:
+    """A woman reading (LJSpeech, "lj") and a man reading (LibriSpeech 1089, "ls") taking turns."""
+    turns = [
+        ("lj", "ljspeech/LJ001-0001.wav"),
+        ("ls", "librispeech/1089-134686-0000.flac"),
+        ("lj", "ljspeech/LJ001-0003.wav"),
+        ("ls", "librispeech/1089-134691-0001.flac"),
+        ("lj", "ljspeech/LJ001-0005.wav"),
+    ]
+    passages = [(who, ab.trim(ab.load(speech(path)))) for who, path in turns]
+    return ab.join(passages, [ab.silence(0.8)] * (len(turns) - 1))
+
+
+def provider_words(chunk, recording: ab.Recording, letters: dict[str, str]) -> list[dict[str, object]]:
+    """What a provider hears in a chunk: a word every 0.5 s of each turn, named after its speaker
+    ("lj" or "ls") and labelled with the provider's letter for that speaker in this chunk, in
+    milliseconds from the start of the chunk's audio (its spans back to back)."""
+    words, offset = [], 0.0
+    for start, end in chunk.speech_spans:
+        for turn in recording.passages:
+            t = max(start, turn.start)
+            while t + 0.4 <= min(end, turn.end):
+                at = offset + t - start
+                words.append(
+                    {
+                        "text": turn.name,
+                        "start": round(at * 1000),
+                        "end": round((at + 0.4) * 1000),
+                        "confidence": 0.9,
+                        "speaker": letters[turn.name],
+                    }
+                )
+                t += 0.5
+        offset += end - start
+    return words
+
+
+def test_provider_letters_that_change_between_chunks_are_linked_by_voice(
+    worker_ctx, fake, user_id, run_worker, tmp_path
+):
+    ctx = use_assemblyai(worker_ctx, fake, fake.api_key, chunk_seconds=25)
+    recording = two_voices()
+    job_id = submit(ctx, user_id, mode=Mode.DIALOGUE, path=recording.write(tmp_path / "two.wav"))
+    assert tasks.prepare(job_id) == "prepared"
+    _, chunks = load_job(ctx, job_id)
+    # The provider names speakers per request: here "A" is the woman in even chunks, the man in odd.
+    for chunk in chunks:
+        swapped = chunk.chunk_index % 2 == 1
+        letters = {"lj": "B", "ls": "A"} if swapped else {"lj": "A", "ls": "B"}
+        fake.heard[chunk.speech_seconds] = provider_words(chunk, recording, letters)
+    said_in_odd_chunk = {(w["text"], w["speaker"]) for w in fake.heard[chunks[1].speech_seconds]}
+    assert {("lj", "B"), ("ls", "A")} <= said_in_odd_chunk  # both speak in a swapped chunk
     run_worker()
-    job, chunks = load_job(worker_ctx, job_id)
-    assert job.status == JobStatus.FAILED
-    assert "the local backend cannot label speakers" in job.error
-    assert all(c.attempts == 1 for c in chunks)
+    job, chunks = load_job(ctx, job_id)
+    assert job.status == JobStatus.COMPLETED, job.error
+    body = json.loads(rendered(ctx, job_id, "json"))
+    letters_of = defaultdict(set)
+    for w in (w for s in body["segments"] for w in s["words"]):
+        letters_of[w["text"]].add(w["speaker"])
+    assert letters_of == {"lj": {"A"}, "ls": {"B"}}  # one letter per person, across every chunk
+    assert [u["speaker"] for u in body["utterances"]] == ["A", "B", "A", "B", "A"]  # the five turns
+    assert all(c.voices for c in chunks)

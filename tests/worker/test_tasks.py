@@ -238,6 +238,7 @@ def test_a_file_without_speech_completes_with_an_empty_transcript(worker_ctx, us
     assert json.loads(transcript) | {"language": None} == {
         "text": "",
         "language": None,
+        "language_probability": None,  # no speech: nothing to detect a language from
         "duration": 7.0,
         "segments": [],
     }

@@ -231,7 +231,8 @@ def said(start, end, text, speaker):
 
 
 def dialogue():
-    """Two chunks. The second starts with "A" again: as the provider labelled it, not merged."""
+    """Two chunks whose letters are the job's (`worker.speakers` links them): "A" speaks on across
+    the cut."""
     return merge_chunks(
         [
             chunk(0, 0.0, 10.0, [said(1.0, 2.0, "Hi.", "A"), said(2.0, 3.5, "How are you?", "A")]),
@@ -250,12 +251,11 @@ def dialogue():
     )
 
 
-def test_speaker_turns_join_one_speakers_segments_within_a_chunk_but_never_across_a_cut():
+def test_speaker_turns_join_one_speakers_consecutive_segments_across_a_cut_too():
     t = dialogue()
     assert t.text == "Hi. How are you? Fine. Good. Bye."
     assert t.utterances == [
-        {"speaker": "A", "start": 1.0, "end": 3.5, "text": "Hi. How are you?"},
-        {"speaker": "A", "start": 10.5, "end": 12.0, "text": "Fine."},
+        {"speaker": "A", "start": 1.0, "end": 12.0, "text": "Hi. How are you? Fine."},
         {"speaker": "B", "start": 12.5, "end": 14.0, "text": "Good."},
         {"speaker": "A", "start": 15.0, "end": 16.0, "text": "Bye."},
     ]
@@ -265,7 +265,7 @@ def test_speaker_turns_join_one_speakers_segments_within_a_chunk_but_never_acros
 def test_a_dialogue_renders_its_speakers_in_every_format():
     t = dialogue()
     assert render(t, TranscriptFormat.TXT) == (
-        "Speaker A: Hi. How are you?\nSpeaker A: Fine.\nSpeaker B: Good.\nSpeaker A: Bye.\n"
+        "Speaker A: Hi. How are you? Fine.\nSpeaker B: Good.\nSpeaker A: Bye.\n"
     )
     srt = render(t, TranscriptFormat.SRT)
     assert srt.startswith("1\n00:00:01,000 --> 00:00:02,000\n[Speaker A] Hi.\n\n2\n")

@@ -8,6 +8,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from core.options import Task
+
 
 @dataclass(frozen=True)
 class Word:
@@ -68,10 +70,15 @@ class BatchTranscriber(Transcriber, Protocol):
         audios: Sequence[npt.NDArray[np.float32]],
         languages: Sequence[str | None],
         words: Sequence[bool] | None = None,
+        *,
+        task: Task = Task.TRANSCRIBE,
+        prompt: str | None = None,
+        hotwords: str | None = None,
     ) -> list[ChunkTranscript]:
         """Transcribe chunks given as 16 kHz mono float32 samples; one result per chunk, in order.
         A chunk's result does not depend on the other chunks of the call. `words` asks for word
-        timings of some chunks (they may come with every chunk)."""
+        timings of some chunks (they may come with every chunk). `task` (translate: to English),
+        `prompt` (text read as if it came before the audio) and `hotwords` apply to every chunk."""
 
 
 @runtime_checkable

@@ -9,11 +9,16 @@ pipeline cuts it into sentences on the original timeline, `worker.merge.place_se
 Decoding is deterministic: beam search at temperature 0, no fallback sampling, and every chunk is
 decoded and aligned on its own row of the batch, so its text does not depend on which other chunks
 shared the batch (checked on the CPU's int8 kernels by the tests).
+
+A call's options are the whole call's (the pipeline groups chunks that share them): `task`
+(transcribe, or translate to English), `prompt` (text the model reads as if it came just before
+the audio: names, spellings, style) and `hotwords` go into every window's prompt the way
+faster-whisper's `transcribe` puts `initial_prompt` and `hotwords` there.
 """
 
 import inspect
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
@@ -27,8 +32,9 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_suppressed_tokens, pad_or_trim
 
 from core.logging import get_logger
+from core.options import Task
 from worker.audio import read_audio
-from worker.backends.base import ChunkTranscript, Segment, Word
+from worker.backends.base import ChunkTranscript, PermanentTranscriptionError, Segment, Word
 from worker.backends.devices import EnginePlan
 
 log = get_logger(__name__)
@@ -47,12 +53,22 @@ MAX_INITIAL_TIMESTAMP_INDEX = 50
 TAIL_SECONDS = 0.7
 CONTINUATIONS = 3
 REPEAT_WORDS = 8  # words a continuation may read again from the end of the piece before it
+ENGLISH_ONLY = "this model is English-only: it cannot translate (name a multilingual model)"
 
 
 @dataclass(frozen=True)
 class DecodeOptions:
     beam_size: int
     word_timestamps: bool
+
+
+@dataclass(frozen=True)
+class _Call:
+    """What one `transcribe_many` call tells the model besides the audio: the task, and the text
+    read before each window (hotwords and prompt, as tokens after `<|startofprev|>`)."""
+
+    task: Task
+    context: list[int]
 
 
 class LocalWhisper:
@@ -67,10 +83,12 @@ class LocalWhisper:
         self.plan = plan
         self.batch_size = plan.batch_size
         self.options = DecodeOptions(beam_size=beam_size, word_timestamps=word_timestamps)
-        self._tokenizers: dict[str | None, Tokenizer] = {}
+        # English-only models know one language and one task: they cannot detect or translate.
+        self.multilingual: bool = self._model.model.is_multilingual
+        self._tokenizers: dict[tuple[str, Task], Tokenizer] = {}
         self._suppress: list[int] | None = None
         log.info(
-            "model.loaded",
+            "model.opened",
             model=model,
             device=plan.device,
             device_index=list(plan.device_index),
@@ -78,36 +96,67 @@ class LocalWhisper:
             threads=plan.threads,
             batch_size=plan.batch_size,
             word_timestamps=word_timestamps,
+            multilingual=self.multilingual,
         )
 
     def transcribe(self, audio: Path, language: str | None) -> ChunkTranscript:
         return self.transcribe_many([read_audio(audio)], [language])[0]
 
     def transcribe_many(
-        self, audios: Sequence[Audio], languages: Sequence[str | None], words: Sequence[bool] | None = None
+        self,
+        audios: Sequence[Audio],
+        languages: Sequence[str | None],
+        words: Sequence[bool] | None = None,
+        *,
+        task: Task = Task.TRANSCRIBE,
+        prompt: str | None = None,
+        hotwords: str | None = None,
     ) -> list[ChunkTranscript]:
         """Transcribe chunks (16 kHz mono float32, at most 30 s each) in batches of `batch_size`.
 
         Word timings come with every chunk when the service keeps them, and with those chunks
         `words` asks them for (to place segments in a window that joins distant stretches).
+        `task`, `prompt` and `hotwords` apply to every chunk of the call.
+        `PermanentTranscriptionError` for a translation on an English-only model.
         """
+        call = self._call(task, prompt, hotwords)
         wanted = [self.options.word_timestamps or bool(w) for w in (words or [False] * len(audios))]
         results: list[ChunkTranscript] = []
         for begin in range(0, len(audios), self.batch_size):
             end = begin + self.batch_size
-            results.extend(self._batch(audios[begin:end], languages[begin:end], wanted[begin:end]))
+            results.extend(self._batch(audios[begin:end], languages[begin:end], wanted[begin:end], call))
         return results
 
+    def detect_language(self, audio: Audio) -> tuple[str, float]:
+        """The language spoken in the first 30 s of `audio` (16 kHz mono float32) and the model's
+        probability for it. An English-only model knows one language: ("en", 1.0), at no cost."""
+        if not self.multilingual:
+            return "en", 1.0
+        model = self._model
+        encoded = model.encode(self._features([audio[: model.feature_extractor.n_samples]]))
+        token, probability = model.model.detect_language(encoded)[0][0]
+        return token[2:-2], float(probability)
+
+    def _call(self, task: Task, prompt: str | None, hotwords: str | None) -> _Call:
+        if task == Task.TRANSLATE and not self.multilingual:
+            raise PermanentTranscriptionError(ENGLISH_ONLY)
+        encode = self._tokenizer("en", Task.TRANSCRIBE).encode  # the same text tokens in any language
+        return _Call(task=task, context=context_tokens(encode, prompt, hotwords, self._model.max_length))
+
+    def _features(self, audios: Sequence[Audio]) -> npt.NDArray[np.float32]:
+        """Log-Mel features of each chunk, padded to the model's 30 s window."""
+        extract = self._model.feature_extractor
+        return np.stack([pad_or_trim(extract(a)[..., :-1]) for a in audios])
+
     def _batch(
-        self, audios: Sequence[Audio], languages: Sequence[str | None], wanted: Sequence[bool]
+        self, audios: Sequence[Audio], languages: Sequence[str | None], wanted: Sequence[bool], call: _Call
     ) -> list[ChunkTranscript]:
         model = self._model
-        features = np.stack([pad_or_trim(model.feature_extractor(a)[..., :-1]) for a in audios])
-        encoded = model.encode(features)
+        encoded = model.encode(self._features(audios))
         chosen = self._languages(encoded, languages)
-        tokenizers = [self._tokenizer(lang) for lang in chosen]
+        tokenizers = [self._tokenizer(lang, call.task) for lang in chosen]
         durations = [len(a) / model.feature_extractor.sampling_rate for a in audios]
-        decoded = self._decode(encoded, tokenizers, durations)
+        decoded = self._decode(encoded, tokenizers, durations, call.context)
         transcripts = []
         for row, pieces in enumerate(decoded):
             words = self._words(encoded, row, tokenizers[row], pieces, durations[row]) if wanted[row] else []
@@ -116,7 +165,11 @@ class LocalWhisper:
         return transcripts
 
     def _decode(
-        self, encoded: ctranslate2.StorageView, tokenizers: Sequence[Tokenizer], durations: Sequence[float]
+        self,
+        encoded: ctranslate2.StorageView,
+        tokenizers: Sequence[Tokenizer],
+        durations: Sequence[float],
+        context: Sequence[int],
     ) -> list[list["_Piece"]]:
         """Timestamped decoding, each row continued from its last timestamp while speech is left.
 
@@ -129,7 +182,7 @@ class LocalWhisper:
         rows: list[int] = list(range(len(durations)))
         starts: list[float | None] = [None] * len(durations)
         for _ in range(1 + CONTINUATIONS):
-            results = self._generate(encoded, rows, tokenizers, starts)
+            results = self._generate(encoded, rows, tokenizers, starts, context)
             going_on: list[tuple[int, float]] = []
             for row, start, tokens in zip(rows, starts, results, strict=True):
                 found = _timed_pieces(tokenizers[row], tokens, start or 0.0, durations[row])
@@ -153,8 +206,10 @@ class LocalWhisper:
         rows: Sequence[int],
         tokenizers: Sequence[Tokenizer],
         starts: Sequence[float | None],
+        context: Sequence[int],
     ) -> list[list[int]]:
-        """Generated tokens of some rows; a row with a start is continued from that time."""
+        """Generated tokens of some rows; a row with a start is continued from that time. Every
+        row reads `context` (the call's hotwords and prompt) before its own tokens."""
         model = self._model
         batch = encoded if len(rows) == len(tokenizers) else _rows(encoded, rows)
         # A continuation starts with the timestamp it goes on from; the rest is the model's.
@@ -162,7 +217,7 @@ class LocalWhisper:
             [] if s is None else [_timestamp(tokenizers[r], s)] for r, s in zip(rows, starts, strict=True)
         ]
         prompts = [
-            model.get_prompt(tokenizers[r], [], without_timestamps=False) + prefix
+            model.get_prompt(tokenizers[r], list(context), without_timestamps=False) + prefix
             for r, prefix in zip(rows, prefixes, strict=True)
         ]
         results = model.model.generate(
@@ -187,16 +242,15 @@ class LocalWhisper:
         detected = model.detect_language(encoded)
         return [lang or found[0][0][2:-2] for lang, found in zip(languages, detected, strict=True)]
 
-    def _tokenizer(self, language: str) -> Tokenizer:
-        if language not in self._tokenizers:
-            multilingual = self._model.model.is_multilingual
-            self._tokenizers[language] = Tokenizer(
+    def _tokenizer(self, language: str, task: Task = Task.TRANSCRIBE) -> Tokenizer:
+        if (language, task) not in self._tokenizers:
+            self._tokenizers[language, task] = Tokenizer(
                 self._model.hf_tokenizer,
-                multilingual,
-                task="transcribe",
-                language=language if multilingual else None,
+                self.multilingual,
+                task=task.value,
+                language=language if self.multilingual else None,
             )
-        return self._tokenizers[language]
+        return self._tokenizers[language, task]
 
     def _words(
         self,
@@ -255,6 +309,25 @@ class _Piece:
         return Segment(
             start=words[0].start, end=max(words[-1].end, words[0].start), text=self.text, words=words
         )
+
+
+def context_tokens(
+    encode: Callable[[str], list[int]], prompt: str | None, hotwords: str | None, max_length: int
+) -> list[int]:
+    """The text a window's prompt holds between `<|startofprev|>` and `<|startoftranscript|>`:
+    hotwords, then the prompt as if it were the text just before the audio, each with a leading
+    space, as faster-whisper's `transcribe` encodes them. Together they keep to half the decoder's
+    length (Whisper's own bound on previous text), so that the other half is left for the window's
+    text: hotwords are cut at their end, the prompt at its start (its end is nearest the audio)."""
+    budget = max_length // 2 - 1
+    hot = _encoded(encode, hotwords)[:budget]
+    before = _encoded(encode, prompt)
+    room = budget - len(hot)
+    return hot + (before[-room:] if room else [])
+
+
+def _encoded(encode: Callable[[str], list[int]], text: str | None) -> list[int]:
+    return encode(" " + text.strip()) if text and text.strip() else []
 
 
 def _covered(pieces: Sequence[_Piece]) -> float:
