@@ -27,10 +27,12 @@ from api.routers import (
     api_keys,
     auth,
     downloads,
+    events,
     health,
     jobs,
     metrics,
     models,
+    openai_audio,
     queues,
     uploads,
     usage,
@@ -81,6 +83,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     )
     for router in (
         jobs.router,
+        events.router,
         models.router,
         usage.router,
         queues.router,
@@ -90,6 +93,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     ):
         app.include_router(router)
     app.include_router(metrics.router)
+    app.include_router(openai_audio.router)
     app.include_router(webhook_routes.router)
     for router in (uploads.router, downloads.router):
         app.include_router(router)

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from api import accounts
 from core.config import Settings
@@ -91,6 +91,13 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+def _sessions(request: Request) -> sessionmaker[Session]:
+    """The session factory, for a response that reads the database after the request's own unit
+    of work has ended (a stream of events): short sessions of its own, one per read."""
+    sessions: sessionmaker[Session] = request.app.state.sessions
+    return sessions
+
+
 def _storage(request: Request) -> Storage:
     storage: Storage = request.app.state.storage
     return storage
@@ -124,6 +131,7 @@ _oauth2 = OAuth2PasswordBearer(
 )
 UoW = Annotated[UnitOfWork, Depends(_unit_of_work, scope="function")]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+SessionsDep = Annotated[sessionmaker[Session], Depends(_sessions)]
 StorageDep = Annotated[Storage, Depends(_storage)]
 QueuesDep = Annotated[QueueManager, Depends(_queues)]
 SignerDep = Annotated[UrlSigner, Depends(_signer)]

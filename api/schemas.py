@@ -13,6 +13,7 @@ from repositories.models import Chunk, Job, User, WebhookEvent, WebhookStatus
 from storage.base import UploadForm
 
 if TYPE_CHECKING:
+    from api.queue_estimates import Estimate
     from api.services import Stats, Usage
 
 
@@ -75,9 +76,20 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
+    queue_position: int | None = Field(
+        default=None,
+        description="while pending or processing (`GET /v1/jobs/{id}`): chunks of other jobs the "
+        "fleet transcribes before this one is done (0: its own are next or running); else null",
+    )
+    eta_seconds: float | None = Field(
+        default=None,
+        description="while pending or processing (`GET /v1/jobs/{id}`): seconds until the job "
+        "should be done, from the fleet's measured pace; else null",
+    )
 
     @classmethod
-    def of(cls, job: Job) -> "JobOut":
+    def of(cls, job: Job, standing: "Estimate | None" = None) -> "JobOut":
+        """`standing`: the job's place in the queue, where the caller worked it out."""
         total, done = job.chunks_total, job.chunks_completed
         return cls(
             id=job.id,
@@ -106,6 +118,8 @@ class JobOut(BaseModel):
             created_at=job.created_at,
             started_at=job.started_at,
             completed_at=job.completed_at,
+            queue_position=None if standing is None else standing.position,
+            eta_seconds=None if standing is None else standing.eta_seconds,
         )
 
 
@@ -189,6 +203,35 @@ class UsageOut(BaseModel):
 
 class PurgeOut(BaseModel):
     deleted: int
+
+
+# --- job events (`GET /v1/jobs/{id}/events`): the `data` of each server-sent event -------------------
+
+
+class StatusEventData(BaseModel):
+    """`event: status`: first, then on each change of the status or of `chunks_total`; a final
+    status is the stream's last event."""
+
+    status: JobStatus
+    chunks_total: int | None
+    chunks_completed: int
+    error: str | None
+
+
+class ChunkEventData(BaseModel):
+    """`event: chunk`: a transcribed chunk, in index order (seconds on the file's timeline)."""
+
+    index: int
+    start: float
+    end: float
+    text: str
+
+
+class QueueEventData(BaseModel):
+    """`event: queue`: while the job is pending or processing, when either value changes."""
+
+    queue_position: int = Field(description="as `queue_position` of `GET /v1/jobs/{id}`")
+    eta_seconds: float = Field(description="as `eta_seconds` of `GET /v1/jobs/{id}`")
 
 
 class ChunkOut(BaseModel):

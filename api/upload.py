@@ -45,6 +45,9 @@ class ReceivedUpload:
     content_type: str | None = None
     size: int = 0
     fields: dict[str, str] = field(default_factory=dict)
+    # Every value of each field, in order: a field may come more than once (OpenAI's
+    # `timestamp_granularities[]`); `fields` holds the last of each.
+    field_values: dict[str, list[str]] = field(default_factory=dict)
 
 
 def safe_filename(raw: str) -> str:
@@ -124,7 +127,9 @@ class _Receiver:
 
     def _part_end(self) -> None:
         if self._field is not None:
-            self.upload.fields[self._field[0]] = self._field[1].decode("utf-8", "replace").strip()
+            name, value = self._field[0], self._field[1].decode("utf-8", "replace").strip()
+            self.upload.fields[name] = value
+            self.upload.field_values.setdefault(name, []).append(value)
             self._field = None
 
     def finish(self, exc: BaseException | None) -> None:

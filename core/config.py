@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=30, ge=1, le=MAX_RETENTION_DAYS)
     retention_interval_minutes: int = Field(default=60, ge=1)
     max_upload_mb: int = Field(default=1024, gt=0)
+    # The longest audio (seconds) the OpenAI-compatible routes take: they answer when the job ends,
+    # in the one request, so a longer file is refused there (pointing to POST /v1/jobs).
+    sync_max_audio_seconds: float = Field(default=600.0, gt=0)
 
     storage_backend: Literal["local", "s3"] = "local"
     # S3 / MinIO. Credentials are not settings: boto3 reads AWS_ACCESS_KEY_ID and

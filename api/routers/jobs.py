@@ -8,23 +8,23 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from api import services
+from api import intake, services
 from api.deps import CurrentUser, QueuesDep, SettingsDep, StorageDep, UnitOfWork, UoW
 from api.fields import Moment, Offset, Text
+from api.queue_estimates import estimate_for
 from api.schemas import ChunkOut, ErrorOut, JobList, JobOut, JobStats
 from api.submission import JobCreate, checked_url, form_fields, form_schema, parse_options
-from api.upload import ReceivedUpload, receive_upload, safe_filename
+from api.upload import safe_filename
 from core import captions
 from core.captions import CAPTION_FORMATS, CUE_SECONDS_RANGE, LINE_CHARS_RANGE, LINES_RANGE, CaptionLimits
 from core.config import Settings
 from core.enums import JobStatus, TranscriptFormat
 from core.errors import Conflict, Forbidden, Invalid, NotFound, PayloadTooLarge
-from core.tiers import policy_for
 from repositories.chunks import ChunkRepository
 from repositories.jobs import JobFilter, JobRepository
 from repositories.models import Job, User
 from storage.base import Storage
-from storage.keys import job_prefix, source_key, transcript_key
+from storage.keys import job_prefix, transcript_key
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -76,23 +76,18 @@ async def submit_job(
     part of the file), and with `mode=dialogue` `speakers` (how many speak) or `min_speakers` and
     `max_speakers`. The assemblyai backend takes no `model`, `prompt`, `hotwords` or translation.
     A bad value is a `422` naming its field."""
-    reservation = await run_in_threadpool(services.reserve_submission, uow.session, user)
-    # No database connection is held while the body streams in, however slowly it comes.
-    await run_in_threadpool(
-        uow.commit_early, lambda session: services.release_reservation(session, reservation)
-    )
-    job_id = services.new_job_id()
-    max_bytes = min(settings.max_upload_bytes, policy_for(user.tier).max_upload_mb * 1024 * 1024)
     if _is_json(request):
+        reservation = await intake.reserve(uow, user)
         body = await _json_body(request)
+        max_bytes = intake.max_upload_bytes(settings, user)
         job = await run_in_threadpool(
-            _accept_json, uow, storage, settings, job_id, user, body, reservation, max_bytes
+            _accept_json, uow, storage, settings, services.new_job_id(), user, body, reservation, max_bytes
         )
+        intake.enqueue_when_committed(uow, storage, queues, job)
     else:
-        upload = await receive_upload(request, storage, lambda ext: source_key(job_id, ext), max_bytes)
-        uow.after_rollback(lambda: storage.delete(upload.key))
-        job = await run_in_threadpool(_accept, uow, storage, settings, job_id, user, upload, reservation)
-    uow.after_commit(lambda: services.enqueue_or_withdraw(uow.session, storage, queues, job.id, job.priority))
+        job, _ = await intake.receive_job(
+            request, uow, storage, queues, settings, user, lambda upload: form_fields(upload.fields)
+        )
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return JobOut.of(job)
 
@@ -111,19 +106,6 @@ async def _json_body(request: Request) -> JobCreate:
         return JobCreate.model_validate_json(raw)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from None
-
-
-def _accept(
-    uow: UnitOfWork,
-    storage: Storage,
-    settings: Settings,
-    job_id: str,
-    user: User,
-    upload: ReceivedUpload,
-    reservation: str,
-) -> Job:
-    options = parse_options(form_fields(upload.fields), user, settings)
-    return services.accept_stored_audio(uow.session, storage, job_id, user, upload, options, reservation)
 
 
 def _accept_json(
@@ -212,8 +194,10 @@ def _own_job(uow: UnitOfWork, user: User, job_id: str) -> Job:
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=_errors)
-def get_job(job_id: Text, user: CurrentUser, uow: UoW) -> JobOut:
-    return JobOut.of(_own_job(uow, user, job_id))
+def get_job(job_id: Text, user: CurrentUser, uow: UoW, settings: SettingsDep) -> JobOut:
+    """The job; while it is pending or processing, with its `queue_position` and `eta_seconds`."""
+    job = _own_job(uow, user, job_id)
+    return JobOut.of(job, estimate_for(uow.session, job.id, settings) if job.status.is_active else None)
 
 
 @router.get("/{job_id}/chunks", response_model=list[ChunkOut], responses=_errors)
