@@ -223,6 +223,21 @@ def create_user(
         return user.id, key.plaintext
 
 
+def create_job_row(sessions: sessionmaker[Session], user_id: str, **values: Any) -> str:
+    """A job row of the user (normal priority, a jfk.flac source key), as the API records one;
+    `values` set any other column (status, duration, transcript...). Returns its id."""
+    job_id = str(uuid.uuid4())
+    row: dict[str, Any] = {
+        "priority": Priority.NORMAL,
+        "filename": "jfk.flac",
+        "size_bytes": 1,
+        "source_key": f"jobs/{job_id}/source.flac",
+    }
+    with session_scope(sessions) as session:
+        JobRepository(session).create(id=job_id, user_id=user_id, **(row | values))
+    return job_id
+
+
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 

@@ -12,11 +12,11 @@ away stops the wait and nothing else: the job runs on and stays in the caller's 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 from anyio.to_thread import run_sync
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import Receive, Scope, Send
@@ -90,15 +90,22 @@ JOB_HEADER = "X-Job-Id"
 _STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+class _Deps:
+    """What both routes take in a job with: one dependency, so their signatures stay one line."""
+
+    def __init__(
+        self, uow: UoW, storage: StorageDep, queues: QueuesDep, settings: SettingsDep, sessions: SessionsDep
+    ) -> None:
+        self.uow: UnitOfWork = uow
+        self.storage: Storage = storage
+        self.queues: QueueManager = queues
+        self.settings: Settings = settings
+        self.sessions: sessionmaker[Session] = sessions
+
+
 @router.post("/transcriptions", responses=_RESPONSES, openapi_extra=_body(_TRANSCRIPTION_FIELDS))
 async def create_transcription(
-    request: Request,
-    user: CurrentUser,
-    uow: UoW,
-    storage: StorageDep,
-    queues: QueuesDep,
-    settings: SettingsDep,
-    sessions: SessionsDep,
+    request: Request, user: CurrentUser, deps: Annotated[_Deps, Depends()]
 ) -> Response:
     """OpenAI's transcription: multipart `file`, `model`, `language`, `prompt`, `temperature`
     (0 to 1, accepted and unused: decoding is deterministic), `response_format`
@@ -107,31 +114,16 @@ async def create_transcription(
     `transcript.text.done`). Answers when the job ends; audio longer than
     `VERBATIM_SYNC_MAX_AUDIO_SECONDS` is refused (submit it with `POST /v1/jobs`). Errors are
     OpenAI's `{"error": {message, type, param, code}}`."""
-    return await _submit(Task.TRANSCRIBE, request, _Deps(uow, storage, queues, settings, sessions), user)
+    return await _submit(Task.TRANSCRIBE, request, deps, user)
 
 
 @router.post("/translations", responses=_RESPONSES, openapi_extra=_body(_FIELDS))
 async def create_translation(
-    request: Request,
-    user: CurrentUser,
-    uow: UoW,
-    storage: StorageDep,
-    queues: QueuesDep,
-    settings: SettingsDep,
-    sessions: SessionsDep,
+    request: Request, user: CurrentUser, deps: Annotated[_Deps, Depends()]
 ) -> Response:
     """OpenAI's translation to English, on a multilingual model: multipart `file`, `model`,
     `prompt`, `temperature`, `response_format`, as for transcriptions."""
-    return await _submit(Task.TRANSLATE, request, _Deps(uow, storage, queues, settings, sessions), user)
-
-
-@dataclass(frozen=True)
-class _Deps:
-    uow: UnitOfWork
-    storage: Storage
-    queues: QueueManager
-    settings: Settings
-    sessions: sessionmaker[Session]
+    return await _submit(Task.TRANSLATE, request, deps, user)
 
 
 async def _submit(task: Task, request: Request, deps: _Deps, user: User) -> Response:

@@ -2,16 +2,15 @@
 the same figure as GET /v1/usage."""
 
 import dataclasses
-import uuid
 
 import pytest
 
 from core.db import session_scope
-from core.enums import JobStatus, Priority, Tier
+from core.enums import JobStatus, Tier
 from core.tiers import POLICIES
 from repositories.chunks import ChunkRepository
 from repositories.jobs import JobRepository
-from tests.conftest import auth, create_user, speech
+from tests.conftest import auth, create_job_row, create_user, speech
 
 JFK = speech("jfk/jfk.flac")
 # A 100 s recording cut into three chunks; the stretch 80-85 s holds no speech and is in no chunk.
@@ -21,19 +20,15 @@ CHUNKS = [(0.0, 30.0), (30.0, 80.0), (85.0, 100.0)]
 
 def processing_job(sessions, user_id: str, transcribed: list[int]) -> str:
     """A job in the pipeline whose chunks `transcribed` are done, as the worker leaves them."""
-    job_id = str(uuid.uuid4())
+    job_id = create_job_row(
+        sessions,
+        user_id,
+        filename="talk.flac",
+        status=JobStatus.PROCESSING,
+        audio_duration_seconds=DURATION,
+        chunks_total=len(CHUNKS),
+    )
     with session_scope(sessions) as session:
-        JobRepository(session).create(
-            id=job_id,
-            user_id=user_id,
-            priority=Priority.NORMAL,
-            filename="talk.flac",
-            size_bytes=1,
-            source_key=f"jobs/{job_id}/source.flac",
-            status=JobStatus.PROCESSING,
-            audio_duration_seconds=DURATION,
-            chunks_total=len(CHUNKS),
-        )
         plan = [
             {"chunk_index": i, "start_seconds": a, "end_seconds": b, "audio_key": f"jobs/{job_id}/{i}.wav"}
             for i, (a, b) in enumerate(CHUNKS)

@@ -7,14 +7,12 @@ import httpx
 import pytest
 
 from core import signing
-from core.db import session_scope
-from core.enums import JobStatus, Priority, Tier, TranscriptFormat
+from core.enums import JobStatus, Tier, TranscriptFormat
 from core.signing import Purpose
-from repositories.jobs import JobRepository
 from storage.factory import make_storage
 from storage.keys import transcript_key
 from tests.api import test_uploads
-from tests.conftest import auth, create_user
+from tests.conftest import auth, create_job_row, create_user
 
 # The same storage backends as the upload tests: local, and S3 where a test asks for `backend`.
 backend = test_uploads.backend
@@ -30,18 +28,7 @@ TRANSCRIPTS = {
 
 def make_job(sessions, settings, user_id, status=JobStatus.COMPLETED, **values):
     """A job in `status`; a completed one has its transcripts in storage, as `merge` leaves them."""
-    job_id = str(uuid.uuid4())
-    with session_scope(sessions) as session:
-        JobRepository(session).create(
-            id=job_id,
-            user_id=user_id,
-            priority=Priority.NORMAL,
-            filename="jfk.flac",
-            size_bytes=1,
-            source_key=f"jobs/{job_id}/source.flac",
-            status=status,
-            **values,
-        )
+    job_id = create_job_row(sessions, user_id, status=status, **values)
     if status == JobStatus.COMPLETED:
         storage = make_storage(settings)
         for fmt, body in TRANSCRIPTS.items():

@@ -6,7 +6,6 @@ Bounded and deterministic: a fixed seed, derandomized generation and a few examp
 so a failure here reproduces on every run (each is reported with the `curl` that reproduces it).
 """
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,12 +21,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import Receive, Scope, Send
 
 from core.config import Settings
-from core.db import session_scope
-from core.enums import JobStatus, Priority, Tier, TranscriptFormat
-from repositories.jobs import JobRepository
+from core.enums import JobStatus, Tier, TranscriptFormat
 from storage.factory import make_storage
 from storage.keys import transcript_key
-from tests.conftest import auth, create_user
+from tests.conftest import auth, create_job_row, create_user
 
 # Examples per operation in the fuzzing phase. The coverage phase adds its own fixed set of
 # boundary and malformed requests (not bounded by this), which is where most findings come from.
@@ -97,18 +94,9 @@ def completed_job(sessions: sessionmaker[Session], settings: Settings, user_id: 
     """A completed job of the user with its transcripts in storage, as `merge` leaves them. Made
     an hour from now: the admin's run sends `DELETE /v1/admin/jobs?older_than_days=0`, which purges
     every job finished before it, and this one must stay for the reads that come after."""
-    job_id = str(uuid.uuid4())
-    with session_scope(sessions) as session:
-        JobRepository(session).create(
-            id=job_id,
-            user_id=user_id,
-            priority=Priority.NORMAL,
-            filename="jfk.flac",
-            size_bytes=1,
-            source_key=f"jobs/{job_id}/source.flac",
-            status=JobStatus.COMPLETED,
-            created_at=datetime.now(UTC) + timedelta(hours=1),
-        )
+    job_id = create_job_row(
+        sessions, user_id, status=JobStatus.COMPLETED, created_at=datetime.now(UTC) + timedelta(hours=1)
+    )
     storage = make_storage(settings)
     for fmt in TranscriptFormat:
         storage.put_bytes(transcript_key(job_id, fmt.value), b'{"text": "And so, my fellow Americans"}')

@@ -12,7 +12,7 @@ from core.enums import JobStatus, Priority, TranscriptFormat
 from repositories.jobs import JobRepository
 from storage.factory import make_storage
 from storage.keys import transcript_key
-from tests.conftest import auth, create_user
+from tests.conftest import auth, create_job_row, create_user
 from worker.merge import Transcript, merge_chunks
 from worker.writers import render
 
@@ -44,18 +44,7 @@ def transcript(*segments) -> Transcript:
 
 def completed_job(sessions, settings, user_id, t: Transcript) -> str:
     """A completed job with its transcript files in storage, as `merge` leaves them."""
-    job_id = str(uuid.uuid4())
-    with session_scope(sessions) as session:
-        JobRepository(session).create(
-            id=job_id,
-            user_id=user_id,
-            priority=Priority.NORMAL,
-            filename="jfk.flac",
-            size_bytes=1,
-            source_key=f"jobs/{job_id}/source.flac",
-            status=JobStatus.COMPLETED,
-            transcript_text=t.text,
-        )
+    job_id = create_job_row(sessions, user_id, status=JobStatus.COMPLETED, transcript_text=t.text)
     storage = make_storage(settings)
     for fmt in TranscriptFormat:
         storage.put_bytes(transcript_key(job_id, fmt.value), render(t, fmt).encode())
