@@ -74,7 +74,8 @@ def parsed(text: str, fmt: TranscriptFormat) -> list[tuple[float, float, list[st
 
 def seconds(parts) -> float:
     h, m, s, ms = (int(p) for p in parts)
-    return h * 3600 + m * 60 + s + ms / 1000
+    # Whole milliseconds, as written: 1 + 640/1000 in floats is 1.6400000000000001.
+    return (h * 3_600_000 + m * 60_000 + s * 1000 + ms) / 1000
 
 
 @pytest.mark.parametrize("fmt", [TranscriptFormat.SRT, TranscriptFormat.VTT])
