@@ -29,17 +29,23 @@ from api.routers import (
     downloads,
     events,
     health,
+    job_audio,
     jobs,
+    languages,
     metrics,
     models,
     openai_audio,
     queues,
     uploads,
     usage,
+    web_session,
 )
 from api.routers import dashboard as dashboard_routes
 from api.routers import webhooks as webhook_routes
+from api.routers.web import is_web_path, mount_web
 from api.schemas import ErrorOut
+from api.security_headers import SecurityHeaders, web_headers
+from api.web_session import CsrfTokens
 from core.config import Settings, get_settings
 from core.db import make_engine, make_session_factory
 from core.errors import AppError
@@ -68,6 +74,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         app.state.storage = make_storage(settings)
         app.state.tokens = TokenCodec(settings)
         app.state.signer = UrlSigner(settings)
+        app.state.csrf = CsrfTokens(settings)
         app.state.health = probes.health_snapshot(app.state.sessions, app.state.queues, app.state.storage)
         app.state.metrics = metrics_registry(
             app.state.sessions, app.state.queues, app.state.storage, settings
@@ -84,7 +91,9 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     for router in (
         jobs.router,
         events.router,
+        job_audio.router,
         models.router,
+        languages.router,
         usage.router,
         queues.router,
         admin.router,
@@ -97,13 +106,15 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     app.include_router(webhook_routes.router)
     for router in (uploads.router, downloads.router):
         app.include_router(router)
-    for router in (auth.router, api_keys.router):
+    for router in (auth.router, web_session.router, api_keys.router):
         app.include_router(router)
     # The sign-in routes first: the dashboard's mount would otherwise take their paths.
     app.include_router(dashboard_routes.router)
     mount_dashboard(app, settings)
+    mount_web(app)
     _install_error_handlers(app)
     _document_errors_as_handled(app)
+    app.add_middleware(SecurityHeaders, headers=web_headers(settings), is_web_path=is_web_path)
     # Outermost, so everything inside sees the client's address: from X-Forwarded-For when the
     # peer is one of the trusted proxies (FORWARDED_ALLOW_IPS), else the peer's own. The app does
     # this rather than uvicorn, so that one setting holds however the API is started.

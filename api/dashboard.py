@@ -3,10 +3,11 @@
 rq-dashboard is a Flask blueprint with no authentication of its own, and it shows job arguments and
 tracebacks and can requeue and delete work. So it is mounted (as WSGI, through a2wsgi) behind
 `DashboardGate`, which lets a request through only for an admin: by `Authorization: Bearer` (an
-API key or access token, resolved exactly as the API resolves it) or by the session cookie that
-`POST /dashboard/login` sets. Anything else gets `401`/`403`, and never the page.
+API key or access token, resolved exactly as the API resolves it), by the session cookie that
+`POST /dashboard/login` sets, or by the web app's session cookie (api/web_session.py). Anything
+else gets `401`/`403`, and never the page.
 
-CSRF: the session cookie is `SameSite=Strict` (a cross-site request never carries it, so a link or
+CSRF: both cookies are `SameSite=Strict` (a cross-site request never carries them, so a link or
 form elsewhere cannot drive the dashboard), and a state-changing request (rq-dashboard's requeue,
 delete, empty and compact actions are all POSTs) authenticated by the cookie must also come with an
 `Origin` (or, failing that, `Referer`) of this host. The one mutating GET rq-dashboard offers
@@ -38,7 +39,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketClose
 
-from api import accounts
+from api import accounts, web_session
+from api.web_session import SAFE_METHODS, is_same_origin
 from core.config import Settings
 from core.errors import AppError, Forbidden, Unauthorized
 from core.logging import get_logger
@@ -54,7 +56,6 @@ SESSION_COOKIE = "verbatim_session"
 # token, and a bearer token is refused as a session.
 SESSION_AUDIENCE = "verbatim:dashboard"
 NOT_ADMIN = "the dashboard needs an admin account"
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _FRAMING = [(b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'")]
 
 
@@ -126,17 +127,12 @@ def _caller(request: Request) -> tuple[User, bool] | None:
             accounts.record_key_use(state.sessions(), stale_key_id)
         return user, False
     cookie = request.cookies.get(SESSION_COOKIE)
-    if cookie:
-        with state.sessions() as session:
+    with state.sessions() as session:
+        if cookie:
             return accounts.user_for_token(session, state.tokens, cookie, audience=SESSION_AUDIENCE), True
-    return None
-
-
-def is_same_origin(request: Request) -> bool:
-    """Whether the request's `Origin` (or `Referer`) names this host. Browsers send `Origin` with
-    every POST; a request with neither header, or `Origin: null`, is not taken as same-origin."""
-    source = request.headers.get("origin") or request.headers.get("referer")
-    return bool(source) and urlsplit(source).netloc == request.headers.get("host")
+        # An admin signed in to the web app follows its link here without signing in again.
+        web_user = web_session.cookie_user(request, session, state.tokens)
+    return None if web_user is None else (web_user, True)
 
 
 def refused(request: Request, exc: AppError, *, prompt_only: bool = False) -> Response:

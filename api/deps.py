@@ -8,7 +8,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2Pas
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import accounts
+from api import accounts, web_session
+from api.web_session import CsrfTokens
 from core.config import Settings
 from core.errors import Forbidden, ServiceUnavailable, Unauthorized
 from core.logging import get_logger
@@ -118,6 +119,11 @@ def _tokens(request: Request) -> TokenCodec:
     return tokens
 
 
+def _csrf(request: Request) -> CsrfTokens:
+    csrf: CsrfTokens = request.app.state.csrf
+    return csrf
+
+
 def _rate_limiter(request: Request) -> RateLimiter:
     settings: Settings = request.app.state.settings
     return RateLimiter(request.app.state.queues.redis, settings.rate_limit_window_seconds)
@@ -137,20 +143,35 @@ QueuesDep = Annotated[QueueManager, Depends(_queues)]
 SignerDep = Annotated[UrlSigner, Depends(_signer)]
 TokensDep = Annotated[TokenCodec, Depends(_tokens)]
 RateLimiterDep = Annotated[RateLimiter, Depends(_rate_limiter)]
+CsrfDep = Annotated[CsrfTokens, Depends(_csrf)]
 
 
 def _current_user(
+    request: Request,
     uow: UoW,
     tokens: TokensDep,
+    csrf: CsrfDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     _: Annotated[str | None, Depends(_oauth2)],
 ) -> User:
-    """The caller, from `Authorization: Bearer <API key or access token>`; 401 otherwise."""
+    """The caller, from `Authorization: Bearer <API key or access token>`, or else from the web
+    app's session cookie, with its CSRF rules (api/web_session.py); 401 otherwise."""
     if credentials is None:
-        raise Unauthorized()
+        return _cookie_user(request, uow, tokens, csrf)
     user, stale_key_id = accounts.user_for_bearer(uow.session, tokens, credentials.credentials)
     if stale_key_id is not None:
         uow.after_commit(lambda: accounts.record_key_use(uow.session, stale_key_id))
+    return user
+
+
+def _cookie_user(request: Request, uow: UnitOfWork, tokens: TokenCodec, csrf: CsrfTokens) -> User:
+    # Any Authorization header, even one of another scheme, is the credential the client chose.
+    if "authorization" in request.headers:
+        raise Unauthorized()
+    user = web_session.cookie_user(request, uow.session, tokens)
+    if user is None:
+        raise Unauthorized()
+    web_session.check_write(request, csrf, user)
     return user
 
 

@@ -139,6 +139,15 @@ class ModelList(BaseModel):
     data: list[ModelOut]
 
 
+class LanguageOut(BaseModel):
+    code: str = Field(description="what `language` takes")
+    name: str = Field(description="its English name")
+
+
+class LanguageList(BaseModel):
+    data: list[LanguageOut]
+
+
 class JobList(BaseModel):
     items: list[JobOut]
     total: int = Field(
@@ -367,6 +376,17 @@ class UserOut(BaseModel):
     tier: Tier
     is_admin: bool
     created_at: datetime
+
+
+class WebSessionIn(BaseModel):
+    email: Text = Field(max_length=320)
+    password: str = Field(max_length=MAX_PASSWORD_LENGTH, json_schema_extra={"format": "password"})
+
+
+class WebSessionOut(BaseModel):
+    user: UserOut
+    csrf_token: str = Field(description="send it back as the `X-CSRF-Token` header of every write")
+    expires_in: int = Field(description="seconds until the session ends unless renewed (GET)")
 
 
 class RegistrationOut(BaseModel):

@@ -103,6 +103,7 @@ def main() -> int:
         wait_for(lambda: _http_ok(settings.host, settings.port), "the API", stack.api)
         stack.workers.fill()
         say(f"API      {url} ({settings.api_processes} processes)")
+        say(f"web app  {url}/   (create an account there, or sign in)")
         say(f"docs     {url}/docs")
         # The key itself stays out of the output, which may well end up in a log file.
         say(f"API key  {_key_source(settings)}   (admin; send as 'Authorization: Bearer <key>')")

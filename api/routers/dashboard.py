@@ -12,12 +12,12 @@ from api.dashboard import (
     PREFIX,
     SESSION_AUDIENCE,
     clear_session,
-    is_same_origin,
     login_page,
     set_session,
 )
 from api.deps import RateLimiterDep, SettingsDep, TokensDep, UoW, client_ip
 from api.fields import Text
+from api.web_session import is_same_origin
 from core.errors import AppError, Forbidden
 from core.logging import get_logger
 

@@ -318,3 +318,20 @@ def test_models_lists_what_the_callers_tier_may_use(client, sessions):
     }
     assert client.get("/v1/models", headers=auth(free)).json()["data"] == [model("tiny.en", False, True)]
     assert client.get("/v1/models").status_code == 401
+
+
+# --- GET /v1/languages ---------------------------------------------------------------------------
+
+
+def test_every_listed_language_is_one_a_job_may_name_and_no_other_is(client, sessions, settings):
+    listed = client.get("/v1/languages").json()["data"]
+    names = [language["name"] for language in listed]
+    assert names == sorted(names) and len(listed) == 100
+    assert {"code": "de", "name": "German"} in listed and {"code": "yue", "name": "Cantonese"} in listed
+    user = create_user(sessions, Tier.PRO)
+    for code in ("de", "yue", "haw"):
+        assert code in {language["code"] for language in listed}
+        accepted = submit(client, sessions, settings, user, "json", JFK, language=code, model="base")
+        assert accepted.status_code == 202, accepted.text
+    refused = submit(client, sessions, settings, user, "json", JFK, language="xx", model="base")
+    assert refused.status_code == 422 and "xx" in refused.json()["detail"]

@@ -2,43 +2,27 @@
 DevTools protocol; nothing is downloaded) signs in as an admin on the real service — the launcher,
 the API, two workers, PostgreSQL and Redis — and finds the three queues and the live workers."""
 
-import base64
-import itertools
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from redis import Redis
 from rq import Worker
-from websockets.sync.client import ClientConnection, connect
 
 from core.queues import QUEUE_NAMES
+from tests.browser import Page, chromium, chromium_path
 from tests.conftest import ROOT, require_service
-from tests.e2e.support import BOOTSTRAP_KEY, Service, wait_until
+from tests.e2e.support import BOOTSTRAP_KEY, Service
 
 pytestmark = pytest.mark.e2e
 
 WORKERS = 2
 EMAIL, PASSWORD = "ops@example.com", "an admin's long passphrase"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,900",
-    "--remote-debugging-port=0",
-]
 
 
 # --- the service ---------------------------------------------------------------------------------
@@ -71,72 +55,11 @@ def admin(service: Service, postgres_database: str) -> tuple[str, str]:
 # --- the browser ---------------------------------------------------------------------------------
 
 
-def _chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        raise FileNotFoundError("no `chromium` on PATH (Debian package `chromium`)")
-    return path
-
-
-class Page:
-    """One Chromium tab, driven over the DevTools protocol."""
-
-    def __init__(self, devtools: ClientConnection) -> None:
-        self._devtools = devtools
-        self._ids = itertools.count(1)
-
-    def call(self, method: str, **params: Any) -> dict[str, Any]:
-        call_id = next(self._ids)
-        self._devtools.send(json.dumps({"id": call_id, "method": method, "params": params}))
-        while True:  # events arrive in between; the answer carries our id
-            message = json.loads(self._devtools.recv(timeout=30))
-            if message.get("id") == call_id:
-                assert "error" not in message, f"{method}: {message['error']}"
-                result: dict[str, Any] = message["result"]
-                return result
-
-    def evaluate(self, expression: str) -> Any:
-        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
-        assert "exceptionDetails" not in result, result["exceptionDetails"]
-        return result["result"].get("value")
-
-    def wait_for(self, expression: str, what: str, timeout: float = 30) -> Any:
-        """Poll a JavaScript expression until it is truthy (the page fills itself in over XHR)."""
-        return wait_until(lambda: self.evaluate(expression), timeout, what)
-
-    def open(self, url: str) -> None:
-        path = httpx.URL(url).path
-        self.call("Page.navigate", url=url)
-        self.wait_for(
-            f"location.pathname === {json.dumps(path)} && document.readyState === 'complete'",
-            f"{url} to load",
-        )
-
-    def screenshot(self, path: Path) -> Path:
-        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
-        return path
-
-
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[Page]:
-    require_service("Chromium", _chromium)
-    profile = tmp_path / "chromium-profile"
-    process = subprocess.Popen(
-        [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "chromium.log").open("wb"),
-    )
-    try:
-        # Chromium writes the port it chose (and the browser's socket path) once it listens.
-        port_file = profile / "DevToolsActivePort"
-        port = wait_until(lambda: port_file.exists() and port_file.read_text().split("\n")[0], 30, "Chromium")
-        targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
-        tab = next(t for t in targets if t["type"] == "page")
-        with connect(tab["webSocketDebuggerUrl"], max_size=None) as devtools:
-            yield Page(devtools)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    require_service("Chromium", chromium_path)
+    with chromium(tmp_path) as started:
+        yield started
 
 
 # --- the test ------------------------------------------------------------------------------------
