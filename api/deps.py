@@ -5,10 +5,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
+from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import accounts, web_session
+from api.probes import Snapshot
+from api.schemas import HealthOut
 from api.web_session import CsrfTokens
 from core.config import Settings
 from core.errors import Forbidden, ServiceUnavailable, Unauthorized
@@ -119,6 +122,16 @@ def _tokens(request: Request) -> TokenCodec:
     return tokens
 
 
+def _metrics(request: Request) -> CollectorRegistry:
+    registry: CollectorRegistry = request.app.state.metrics
+    return registry
+
+
+def _health(request: Request) -> Snapshot[HealthOut]:
+    snapshot: Snapshot[HealthOut] = request.app.state.health
+    return snapshot
+
+
 def _csrf(request: Request) -> CsrfTokens:
     csrf: CsrfTokens = request.app.state.csrf
     return csrf
@@ -144,6 +157,8 @@ SignerDep = Annotated[UrlSigner, Depends(_signer)]
 TokensDep = Annotated[TokenCodec, Depends(_tokens)]
 RateLimiterDep = Annotated[RateLimiter, Depends(_rate_limiter)]
 CsrfDep = Annotated[CsrfTokens, Depends(_csrf)]
+MetricsDep = Annotated[CollectorRegistry, Depends(_metrics)]
+HealthDep = Annotated[Snapshot[HealthOut], Depends(_health)]
 
 
 def _current_user(

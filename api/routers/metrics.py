@@ -1,11 +1,13 @@
 from fastapi import APIRouter, Request, Response
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder
 
+from api.deps import MetricsDep
+
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_PLAIN_0_0_4: {}}}})
-def metrics(request: Request) -> Response:
+def metrics(request: Request, registry: MetricsDep) -> Response:
     """Prometheus text format, computed from SQL and Redis at each scrape (see `api/metrics.py`).
 
     No authentication, so that operators can scrape it; it carries no user data: no e-mail,
@@ -13,4 +15,4 @@ def metrics(request: Request) -> Response:
     """
     # The scraper's Accept header picks the format (Prometheus text, or OpenMetrics if asked).
     encode, content_type = choose_encoder(request.headers.get("accept", ""))
-    return Response(encode(request.app.state.metrics), headers={"Content-Type": content_type})
+    return Response(encode(registry), headers={"Content-Type": content_type})

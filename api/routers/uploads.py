@@ -17,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import services
-from api.deps import CurrentUser, SettingsDep, SignerDep, StorageDep, UoW
+from api.deps import CurrentUser, SessionsDep, SettingsDep, SignerDep, StorageDep, UoW
 from api.schemas import UploadReceived, UploadRequest, UploadTicket, error_responses
 from api.upload import safe_extension, safe_filename
 from core.db import session_scope
@@ -94,14 +94,14 @@ _RAW_BODY = {
     openapi_extra=_RAW_BODY,
 )
 async def receive_signed_upload(
-    token: str, request: Request, storage: StorageDep, signer: SignerDep
+    token: str, request: Request, storage: StorageDep, signer: SignerDep, sessions: SessionsDep
 ) -> UploadReceived:
     """The upload URL of local storage: the request body is the file. No Authorization header:
     the signed token is the credential. At most the size given to `POST /v1/uploads`; a body
     over it is refused with 413 and nothing is kept."""
     grant = signer.verify(Purpose.UPLOAD, token)
     key, limit = str(grant["k"]), int(grant["n"])
-    if not await run_in_threadpool(_still_granted, request.app.state.sessions, key):
+    if not await run_in_threadpool(_still_granted, sessions, key):
         # Submitted already (or swept): a second PUT would leave an object nothing refers to.
         raise Conflict("this upload was already submitted as a job; ask POST /v1/uploads for a new URL")
     declared = request.headers.get("content-length")
