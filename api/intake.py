@@ -11,8 +11,9 @@ from collections.abc import Callable
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 
-from api import services
+from api import job_creation, quota
 from api.deps import UnitOfWork
+from api.job_creation import StoredAudio
 from api.submission import JobFields, parse_options
 from api.upload import ReceivedUpload, receive_upload
 from core.config import Settings
@@ -29,11 +30,9 @@ FieldsOf = Callable[[ReceivedUpload], JobFields]
 async def reserve(uow: UnitOfWork, user: User) -> str:
     """One of the caller's active-job slots for a submission whose body is still to come (or 429,
     402 now, before a byte is read). Returns the reservation's id."""
-    reservation = await run_in_threadpool(services.reserve_submission, uow.session, user)
+    reservation = await run_in_threadpool(quota.reserve_submission, uow.session, user)
     # No database connection is held while the body streams in, however slowly it comes.
-    await run_in_threadpool(
-        uow.commit_early, lambda session: services.release_reservation(session, reservation)
-    )
+    await run_in_threadpool(uow.commit_early, lambda session: quota.release_reservation(session, reservation))
     return reservation
 
 
@@ -54,7 +53,7 @@ async def receive_job(
     by `fields_of`, queued once the request's transaction commits. A route may still refuse the
     job before then (raise): the rollback removes it, its file and its reservation."""
     reservation = await reserve(uow, user)
-    job_id = services.new_job_id()
+    job_id = job_creation.new_job_id()
     max_bytes = max_upload_bytes(settings, user)
     upload = await receive_upload(request, storage, lambda ext: source_key(job_id, ext), max_bytes)
     uow.after_rollback(lambda: storage.delete(upload.key))
@@ -76,8 +75,11 @@ def _accept(
     fields_of: FieldsOf,
 ) -> Job:
     options = parse_options(fields_of(upload), user, settings)
-    return services.accept_stored_audio(uow.session, storage, job_id, user, upload, options, reservation)
+    audio = StoredAudio(upload.key, upload.filename, upload.content_type, upload.size)
+    return job_creation.accept_stored_audio(uow.session, storage, job_id, user, audio, options, reservation)
 
 
 def enqueue_when_committed(uow: UnitOfWork, storage: Storage, queues: QueueManager, job: Job) -> None:
-    uow.after_commit(lambda: services.enqueue_or_withdraw(uow.session, storage, queues, job.id, job.priority))
+    uow.after_commit(
+        lambda: job_creation.enqueue_or_withdraw(uow.session, storage, queues, job.id, job.priority)
+    )

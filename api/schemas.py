@@ -13,8 +13,9 @@ from repositories.models import Chunk, Job, User, WebhookEvent, WebhookStatus
 from storage.base import UploadForm
 
 if TYPE_CHECKING:
+    from api.job_stats import Stats
     from api.queue_estimates import Estimate
-    from api.services import Stats, Usage
+    from api.quota import Usage
 
 
 class ErrorOut(BaseModel):

@@ -197,7 +197,7 @@ def _assemblyai_can(fields: JobFields) -> None:
 
 def _check_span(options: TranscriptionOptions) -> None:
     """End after start (each is a finite number ≥ 0 already: JobFields' bounds). Whether start
-    lies within the file is known once the file is probed (`services.transcribed_seconds`)."""
+    lies within the file is known once the file is probed (`job_creation.transcribed_seconds`)."""
     if options.end is not None and options.end <= (options.start or 0.0):
         raise Invalid(f"end ({options.end:g} s) must be after start ({options.start or 0:g} s)")
 

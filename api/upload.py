@@ -5,11 +5,9 @@ us look at it; parsing the stream ourselves writes each piece to its final stora
 arrives, stops at the size limit without reading the rest, and never holds the file in memory.
 """
 
-import re
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import PurePath
 
 import anyio
 from python_multipart.exceptions import MultipartParseError
@@ -17,6 +15,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from api.fields import storable
+from api.filenames import safe_extension, safe_filename
 from core.errors import BadRequest, PayloadTooLarge, UnsupportedMedia
 from core.options import MAX_PROMPT_CHARS
 from storage.base import ObjectWriter, Storage
@@ -34,8 +33,6 @@ MAX_FIELDS_BYTES = 16 * 1024
 FORM_OVERHEAD_BYTES = 128 * 1024
 # The width of `jobs.content_type` (RFC 6838 allows 127 characters each for a type and a subtype).
 MAX_CONTENT_TYPE = 255
-_EXTENSION = re.compile(r"^\.[a-z0-9]{1,8}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass
@@ -48,16 +45,6 @@ class ReceivedUpload:
     # Every value of each field, in order: a field may come more than once (OpenAI's
     # `timestamp_granularities[]`); `fields` holds the last of each.
     field_values: dict[str, list[str]] = field(default_factory=dict)
-
-
-def safe_filename(raw: str) -> str:
-    name = _CONTROL.sub("", PurePath(raw.replace("\\", "/")).name).strip()
-    return name[-255:] or "upload"
-
-
-def safe_extension(filename: str) -> str:
-    extension = PurePath(filename).suffix.lower()
-    return extension if _EXTENSION.match(extension) else ""
 
 
 class _Receiver:

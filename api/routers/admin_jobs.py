@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api import services
+from api import retention
 from api.deps import AdminUser, StorageDep, UoW
 from api.schemas import ErrorOut, PurgeOut
 from core.config import MAX_RETENTION_DAYS
@@ -20,6 +20,6 @@ def purge_jobs(
 ) -> PurgeOut:
     """Delete every finished job older than `older_than_days`, with its stored files, now
     (the worker fleet does the same every hour with `VERBATIM_RETENTION_DAYS`)."""
-    deleted = services.purge_old_jobs(uow.session, older_than_days)
+    deleted = retention.purge_old_jobs(uow.session, older_than_days)
     uow.after_commit(lambda: [storage.delete_prefix(job_prefix(job_id)) for job_id in deleted])
     return PurgeOut(deleted=len(deleted))

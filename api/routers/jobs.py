@@ -8,13 +8,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from api import intake, services
+from api import intake, job_lifecycle
+from api import job_stats as stats
 from api.deps import CurrentUser, QueuesDep, SettingsDep, StorageDep, UnitOfWork, UoW
 from api.fields import Moment, Offset, Text
+from api.filenames import safe_filename
+from api.job_creation import accept_stored_audio, claim_uploaded_object, create_url_job, new_job_id
 from api.queue_estimates import estimate_for
 from api.schemas import ChunkOut, ErrorOut, JobList, JobOut, JobStats
 from api.submission import JobCreate, checked_url, form_fields, form_schema, parse_options
-from api.upload import safe_filename
 from core import captions
 from core.captions import CAPTION_FORMATS, CUE_SECONDS_RANGE, LINE_CHARS_RANGE, LINES_RANGE, CaptionLimits
 from core.config import Settings
@@ -81,7 +83,7 @@ async def submit_job(
         body = await _json_body(request)
         max_bytes = intake.max_upload_bytes(settings, user)
         job = await run_in_threadpool(
-            _accept_json, uow, storage, settings, services.new_job_id(), user, body, reservation, max_bytes
+            _accept_json, uow, storage, settings, new_job_id(), user, body, reservation, max_bytes
         )
         intake.enqueue_when_committed(uow, storage, queues, job)
     else:
@@ -121,13 +123,13 @@ def _accept_json(
     options = parse_options(body, user, settings)
     url = checked_url("audio_url", body.audio_url, settings)
     if url is not None:
-        return services.create_url_job(uow.session, job_id, user, url, body.filename, options, reservation)
+        return create_url_job(uow.session, job_id, user, url, body.filename, options, reservation)
     assert body.object_key is not None  # JobCreate holds exactly one source, and not an empty one
-    upload = services.claim_uploaded_object(uow.session, storage, user, body.object_key, job_id, max_bytes)
+    upload = claim_uploaded_object(uow.session, storage, user, body.object_key, job_id, max_bytes)
     uow.after_rollback(lambda: storage.move(upload.key, body.object_key or ""))
     if body.filename:
-        upload.filename = safe_filename(body.filename)
-    return services.accept_stored_audio(uow.session, storage, job_id, user, upload, options, reservation)
+        upload = replace(upload, filename=safe_filename(body.filename))
+    return accept_stored_audio(uow.session, storage, job_id, user, upload, options, reservation)
 
 
 class JobSort(StrEnum):
@@ -183,7 +185,7 @@ def job_stats(user: CurrentUser, uow: UoW, all: bool = False) -> JobStats:
     yours, or the whole service's with `all=true` (admins only)."""
     if all and not user.is_admin:
         raise Forbidden("`all=true` needs an admin")
-    return JobStats.of(services.job_stats(uow.session, None if all else user.id))
+    return JobStats.of(stats.job_stats(uow.session, None if all else user.id))
 
 
 def _own_job(uow: UnitOfWork, user: User, job_id: str) -> Job:
@@ -287,7 +289,7 @@ def _caption_limits(
 def cancel_job(job_id: Text, user: CurrentUser, uow: UoW, queues: QueuesDep) -> JobOut:
     """Stop a pending or processing job: chunks not yet transcribed are dropped."""
     job = _own_job(uow, user, job_id)
-    indexes = services.cancel_job(uow.session, job)
+    indexes = job_lifecycle.cancel_job(uow.session, job)
     uow.after_commit(lambda: queues.cancel(job.id, indexes))
     return JobOut.of(job)
 
@@ -301,7 +303,7 @@ def cancel_job(job_id: Text, user: CurrentUser, uow: UoW, queues: QueuesDep) -> 
 def retry_job(job_id: Text, user: CurrentUser, uow: UoW, queues: QueuesDep) -> JobOut:
     """Run a failed job again: only its chunks that failed are transcribed again."""
     job = _own_job(uow, user, job_id)
-    indexes = services.retry_job(uow.session, user, job)
+    indexes = job_lifecycle.retry_job(uow.session, user, job)
     if indexes is None:
         uow.after_commit(lambda: queues.enqueue_prepare(job.id, job.priority))
     else:

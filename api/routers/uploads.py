@@ -16,10 +16,10 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import services
+from api import quota
 from api.deps import CurrentUser, SessionsDep, SettingsDep, SignerDep, StorageDep, UoW
+from api.filenames import safe_extension, safe_filename
 from api.schemas import UploadReceived, UploadRequest, UploadTicket, error_responses
-from api.upload import safe_extension, safe_filename
 from core.db import session_scope
 from core.errors import Conflict, PayloadTooLarge, TooManyRequests
 from core.logging import get_logger
@@ -56,7 +56,7 @@ def create_upload(
     (429 active jobs, 402 quota, 413 size) and again when the job is submitted; a body longer than
     `size` is refused; and at most `VERBATIM_MAX_PENDING_UPLOADS` uploads may wait unsubmitted (429).
     """
-    current = services.check_can_submit(uow.session, user)
+    current = quota.check_can_submit(uow.session, user)
     max_bytes = min(settings.max_upload_bytes, current.policy.max_upload_mb * 1024 * 1024)
     if body.size > max_bytes:
         raise PayloadTooLarge(f"the file is larger than the {max_bytes // (1024 * 1024)} MB limit")

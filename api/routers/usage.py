@@ -1,6 +1,6 @@
 from fastapi import APIRouter
 
-from api import services
+from api import quota
 from api.deps import CurrentUser, UoW
 from api.schemas import ErrorOut, UsageOut
 
@@ -10,4 +10,4 @@ router = APIRouter(prefix="/v1/usage", tags=["account"])
 @router.get("", response_model=UsageOut, responses={401: {"model": ErrorOut}})
 def get_usage(user: CurrentUser, uow: UoW) -> UsageOut:
     """This month's audio minutes used and left, active jobs, and your tier's limits."""
-    return UsageOut.of(services.usage(uow.session, user), user.tier)
+    return UsageOut.of(quota.usage(uow.session, user), user.tier)
