@@ -42,7 +42,7 @@ def web_headers(settings: Settings) -> dict[str, str]:
     return {
         "Content-Security-Policy": content_security_policy(settings),
         "X-Frame-Options": "DENY",
-        "X-Content-Type-Options": "nosniff",
+        NOSNIFF[0]: NOSNIFF[1],
         "Referrer-Policy": "same-origin",
         "Cross-Origin-Opener-Policy": "same-origin",
         "Permissions-Policy": "camera=(), microphone=(), geolocation=()",

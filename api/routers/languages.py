@@ -7,10 +7,17 @@ from core.languages import LANGUAGE_NAMES
 
 router = APIRouter(prefix="/v1/languages", tags=["models"])
 
+# The list never changes while the process runs: built once, not per request.
+_BY_NAME = LanguageList(
+    data=[
+        LanguageOut(code=code, name=name)
+        for code, name in sorted(LANGUAGE_NAMES.items(), key=lambda item: item[1])
+    ]
+)
+
 
 @router.get("", response_model=LanguageList)
 def list_languages() -> LanguageList:
     """Every code `POST /v1/jobs` takes as `language`, with its English name, by name. Only a
     multilingual model (`GET /v1/models`) transcribes other languages than English."""
-    ordered = sorted(LANGUAGE_NAMES.items(), key=lambda item: item[1])
-    return LanguageList(data=[LanguageOut(code=code, name=name) for code, name in ordered])
+    return _BY_NAME

@@ -22,7 +22,7 @@ from core.enums import JobStatus, Priority, Tier
 from repositories.chunks import ChunkRepository
 from repositories.jobs import JobRepository
 from repositories.models import utcnow
-from tests.conftest import auth, create_user
+from tests.conftest import auth, create_job_row, create_user
 
 POLL = 0.01
 TEXTS = ["zero one.", "two three.", "four five.", "six seven."]
@@ -40,20 +40,14 @@ def add_job(
     created_ago: float = 0.0,
     **values: Any,
 ) -> str:
-    job_id = str(uuid.uuid4())
-    with session_scope(sessions) as session:
-        JobRepository(session).create(
-            id=job_id,
-            user_id=user_id,
-            priority=priority,
-            filename="talk.wav",
-            size_bytes=1,
-            source_key=f"jobs/{job_id}/source.wav",
-            audio_duration_seconds=duration,
-            created_at=utcnow() - timedelta(seconds=created_ago),
-            **values,
-        )
-    return job_id
+    return create_job_row(
+        sessions,
+        user_id,
+        priority=priority,
+        audio_duration_seconds=duration,
+        created_at=utcnow() - timedelta(seconds=created_ago),
+        **values,
+    )
 
 
 def plan(sessions: sessionmaker[Session], job_id: str, count: int, seconds: float = 30.0) -> None:
@@ -85,6 +79,17 @@ def complete_chunk(sessions: sessionmaker[Session], job_id: str, index: int) -> 
             job_id, index, text=TEXTS[index], segments=[], language="en", seconds=1.0
         )
         JobRepository(session).increment_completed(job_id)
+
+
+def transcribed_job(sessions: sessionmaker[Session], user_id: str, order: tuple[int, ...], **job: Any) -> str:
+    """A completed job whose chunks (as many as `order` names) were transcribed in that order."""
+    job_id = add_job(sessions, user_id, **job)
+    plan(sessions, job_id, len(order))
+    claim_plan(sessions, job_id, len(order))
+    for index in order:
+        complete_chunk(sessions, job_id, index)
+    finish(sessions, job_id)
+    return job_id
 
 
 def finish(sessions: sessionmaker[Session], job_id: str, status: JobStatus = JobStatus.COMPLETED) -> None:
@@ -256,12 +261,7 @@ def test_a_stream_resumed_mid_job_misses_nothing_and_repeats_nothing(settings, s
 
 def test_a_job_already_done_sends_its_chunks_then_its_final_status(settings, sessions):
     user_id, _ = create_user(sessions, Tier.PRO)
-    job_id = add_job(sessions, user_id)
-    plan(sessions, job_id, 2)
-    claim_plan(sessions, job_id, 2)
-    for index in (1, 0):
-        complete_chunk(sessions, job_id, index)
-    finish(sessions, job_id)
+    job_id = transcribed_job(sessions, user_id, (1, 0))
 
     assert without_queue(collect(settings, sessions, job_id)) == [
         chunk(0),
@@ -387,12 +387,7 @@ def parse_stream(body: str) -> list[dict[str, Any]]:
 
 def test_the_route_streams_the_owners_job_and_resumes_from_last_event_id(client, sessions):
     user_id, key = create_user(sessions, Tier.PRO)
-    job_id = add_job(sessions, user_id)
-    plan(sessions, job_id, 2)
-    claim_plan(sessions, job_id, 2)
-    for index in (0, 1):
-        complete_chunk(sessions, job_id, index)
-    finish(sessions, job_id)
+    job_id = transcribed_job(sessions, user_id, (0, 1))
 
     response = client.get(f"/v1/jobs/{job_id}/events", headers=auth(key))
 
@@ -456,12 +451,7 @@ def test_get_job_shows_the_chunks_ahead_and_an_eta_while_the_job_waits(client, s
 def test_the_eta_follows_the_pace_the_fleet_measured(client, sessions):
     user_id, key = create_user(sessions, Tier.PRO)
     # Lately: a job of 4 x 30 s in the pipeline for 20 s (an overlapping job's time counts once): 6x.
-    done = add_job(sessions, user_id, created_ago=100, duration=120.0)
-    plan(sessions, done, 4)
-    claim_plan(sessions, done, 4)
-    for index in range(4):
-        complete_chunk(sessions, done, index)
-    finish(sessions, done)
+    done = transcribed_job(sessions, user_id, (0, 1, 2, 3), created_ago=100, duration=120.0)
     overlapping = add_job(sessions, user_id, created_ago=100, duration=None)
     finish(sessions, overlapping, JobStatus.CANCELED)
     with session_scope(sessions) as session:

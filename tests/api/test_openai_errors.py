@@ -2,7 +2,6 @@
 the status OpenAI's SDKs turn into their usual exceptions, and nothing left behind (no job in the
 history, no file, no active-job slot held). The rest of the API keeps its own error shape."""
 
-import uuid
 from datetime import UTC, datetime
 
 import anyio
@@ -15,10 +14,9 @@ from core.config import Settings
 from core.db import session_scope
 from core.enums import JobStatus, Priority, Tier
 from core.tiers import POLICIES
-from repositories.jobs import JobRepository
 from repositories.reservations import ReservationRepository
 from tests.api.openai_helpers import JFK, openai_error, post
-from tests.conftest import auth, create_user
+from tests.conftest import auth, create_job_row, create_user
 
 # Shorter than JFK, so that a request that passes every other check is refused as too long to wait
 # for: no request of this module waits for a job (no worker runs here).
@@ -142,18 +140,7 @@ def test_a_file_over_the_size_limit_is_a_413(client, sessions, settings, tmp_pat
 
 
 def _job(sessions: sessionmaker[Session], user_id: str, status: JobStatus, seconds: float) -> None:
-    job_id = str(uuid.uuid4())
-    with session_scope(sessions) as session:
-        JobRepository(session).create(
-            id=job_id,
-            user_id=user_id,
-            priority=Priority.LOW,
-            filename="talk.flac",
-            size_bytes=1,
-            source_key=f"jobs/{job_id}/source.flac",
-            status=status,
-            audio_duration_seconds=seconds,
-        )
+    create_job_row(sessions, user_id, priority=Priority.LOW, status=status, audio_duration_seconds=seconds)
 
 
 def test_spent_minutes_are_openais_insufficient_quota_not_retried(client, sessions):

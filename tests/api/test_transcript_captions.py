@@ -2,14 +2,11 @@
 `max_cue_seconds`: captions shaped from the stored json transcript, and a 422 naming a bad one."""
 
 import re
-import uuid
 from types import SimpleNamespace
 
 import pytest
 
-from core.db import session_scope
-from core.enums import JobStatus, Priority, TranscriptFormat
-from repositories.jobs import JobRepository
+from core.enums import JobStatus, TranscriptFormat
 from storage.factory import make_storage
 from storage.keys import transcript_key
 from tests.conftest import auth, create_job_row, create_user
@@ -167,15 +164,6 @@ def test_shaping_parameters_with_a_format_that_is_not_captions_are_a_422(client,
 
 
 def test_a_job_not_done_yet_answers_202_whatever_the_shape_asked(client, sessions, owner):
-    job_id = str(uuid.uuid4())
-    with session_scope(sessions) as session:
-        JobRepository(session).create(
-            id=job_id,
-            user_id=owner[0],
-            priority=Priority.NORMAL,
-            filename="jfk.flac",
-            size_bytes=1,
-            source_key=f"jobs/{job_id}/source.flac",
-        )
+    job_id = create_job_row(sessions, owner[0])
     response = get(client, owner[1], job_id, "format=vtt&max_lines=1")
     assert response.status_code == 202 and response.json()["id"] == job_id
